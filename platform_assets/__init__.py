@@ -1,0 +1,1 @@
+"""Flywheel's assets and checks, by lifecycle stage; definitions.py assembles them."""

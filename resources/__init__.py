@@ -1,0 +1,1 @@
+"""Configurable resources and IO: source systems, lake storage, alerting, clock."""

@@ -1,0 +1,1 @@
+"""HTTP services: model prediction and the LLM gateway."""
