@@ -1,0 +1,69 @@
+"""The resources of each environment, built on demand: nothing is read or created at import.
+
+``local`` is the embedded default: the simulator as source, the lake and alerts file under the
+project's ``.flywheel/`` folder, no external service. ``prod`` takes the same code to real
+systems through environment variables (``dagster.EnvVar``, resolved when a run starts):
+
+- ``FLYWHEEL_SOURCE_URL``: SQLAlchemy URL of the source database;
+- ``FLYWHEEL_LAKE_ROOT``: the lake directory (a mounted volume);
+- ``FLYWHEEL_ALERT_WEBHOOK_URL``: Slack-compatible webhook for alerts.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dagster import EnvVar
+
+from resources.alerting import LocalAlerter, WebhookAlerter
+from resources.clock import Clock
+from resources.lake import Lake, LakeIOManager
+from resources.quality_policy import QualityPolicy
+from resources.source_system import SimulatedSource, SqlSource
+
+ENVIRONMENTS = ("local", "prod")
+ENV_VARIABLE = "FLYWHEEL_ENV"
+DATA_DIR_VARIABLE = "FLYWHEEL_DATA_DIR"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def current_environment() -> str:
+    """The environment named by ``FLYWHEEL_ENV`` (default ``local``), checked."""
+    env = os.environ.get(ENV_VARIABLE, "local")
+    if env not in ENVIRONMENTS:
+        raise ValueError(f"{ENV_VARIABLE} must be one of {ENVIRONMENTS}, got {env!r}")
+    return env
+
+
+def build_resources(env: str, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """The resource dictionary for ``env``.
+
+    Args:
+        env: ``local`` or ``prod``.
+        data_dir: Local only: where the lake and alerts go. Defaults to ``$FLYWHEEL_DATA_DIR``
+            or ``<project>/.flywheel/data``; tests pass a temporary directory.
+    """
+    if env == "local":
+        root = Path(
+            data_dir or os.environ.get(DATA_DIR_VARIABLE) or PROJECT_ROOT / ".flywheel/data"
+        )
+        lake = Lake(root=str(root / "lake"))
+        return {
+            "source": SimulatedSource(),
+            "lake": lake,
+            "io_manager": LakeIOManager(lake=lake),
+            "alerter": LocalAlerter(alerts_file=str(root / "alerts.jsonl")),
+            "clock": Clock(),
+            "quality_policy": QualityPolicy(),
+        }
+    if env == "prod":
+        lake = Lake(root=EnvVar("FLYWHEEL_LAKE_ROOT"))
+        return {
+            "source": SqlSource(url=EnvVar("FLYWHEEL_SOURCE_URL")),
+            "lake": lake,
+            "io_manager": LakeIOManager(lake=lake),
+            "alerter": WebhookAlerter(webhook_url=EnvVar("FLYWHEEL_ALERT_WEBHOOK_URL")),
+            "clock": Clock(),
+            "quality_policy": QualityPolicy(),
+        }
+    raise ValueError(f"env must be one of {ENVIRONMENTS}, got {env!r}")

@@ -1,0 +1,147 @@
+"""The lake: where every dataset, baseline and report of the platform lives on disk.
+
+Datasets are parquet files laid out by asset key and partition (``<root>/<key>/<day>.parquet``)
+so that Feast, DuckDB and a person with polars can all read them directly. The IO manager is
+our own because dagster-polars does not work with polars 2 (see ../shared/DEPENDENCIES.md).
+"""
+
+import datetime
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from dagster import (
+    AssetKey,
+    ConfigurableIOManager,
+    ConfigurableResource,
+    InputContext,
+    OutputContext,
+)
+from pydantic import Field
+
+
+class BaselineNotAccepted(LookupError):
+    """No baseline has been accepted yet, so there is nothing to compare a batch against."""
+
+
+class Lake(ConfigurableResource):
+    """Local (or mounted) parquet storage for datasets, baselines and reports.
+
+    Attributes:
+        root: Directory that holds everything the platform writes.
+    """
+
+    root: str = Field(description="Directory that holds the platform's datasets and reports.")
+
+    def dataset_path(self, asset_key: AssetKey, partition_key: str | None = None) -> Path:
+        """Where one asset (partition) is stored."""
+        folder = Path(self.root).joinpath(*asset_key.path)
+        return (
+            folder / f"{partition_key}.parquet" if partition_key else folder.with_suffix(".parquet")
+        )
+
+    def write_dataset(
+        self, frame: pl.DataFrame, asset_key: AssetKey, partition_key: str | None = None
+    ) -> Path:
+        """Write a frame atomically: a reader never sees half a file."""
+        path = self.dataset_path(asset_key, partition_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".parquet.partial")
+        frame.write_parquet(partial, statistics=True)
+        partial.replace(path)
+        return path
+
+    def read_dataset(self, asset_key: AssetKey, partition_key: str | None = None) -> pl.DataFrame:
+        """Read one stored asset (partition); a clear error if it was never materialized."""
+        path = self.dataset_path(asset_key, partition_key)
+        if not path.exists():
+            where = f" partition {partition_key}" if partition_key else ""
+            raise FileNotFoundError(
+                f"{asset_key.to_user_string()}{where} has not been materialized: {path} is missing"
+            )
+        return pl.read_parquet(path)
+
+    def row_count(self, asset_key: AssetKey, partition_key: str | None = None) -> int | None:
+        """Rows of a stored partition from the parquet footer, or None if it is not stored."""
+        path = self.dataset_path(asset_key, partition_key)
+        if not path.exists():
+            return None
+        return pl.scan_parquet(path).select(pl.len()).collect().item()
+
+    def report_path(self, *parts: str) -> Path:
+        """A path under ``<root>/reports`` for HTML and other human-readable reports."""
+        path = Path(self.root, "reports", *parts)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # Baselines: immutable versions plus one pointer to the accepted one, so a baseline is only
+    # ever replaced by a person accepting a new version, and every old version stays readable.
+
+    def _baseline_dir(self, name: str) -> Path:
+        return Path(self.root, "baselines", name)
+
+    def save_baseline(self, name: str, profile: dict[str, Any], sample: pl.DataFrame) -> str:
+        """Store a new baseline version and make it the accepted one; return its version id.
+
+        Args:
+            name: Which baseline (e.g. ``transactions``).
+            profile: The JSON-serialisable statistics checks compare against.
+            sample: Reference rows kept with the version, for human-readable drift reports.
+        """
+        body = json.dumps(profile, sort_keys=True, default=str)
+        digest = hashlib.sha256(body.encode()).hexdigest()[:12]
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
+        version = f"{stamp}-{digest}"
+        folder = self._baseline_dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{version}.json").write_text(body, encoding="utf-8")
+        sample.write_parquet(folder / f"{version}.parquet")
+        pointer = folder / "ACCEPTED"
+        partial = folder / "ACCEPTED.partial"
+        partial.write_text(version, encoding="utf-8")
+        partial.replace(pointer)
+        return version
+
+    def accepted_baseline(self, name: str) -> tuple[str, dict[str, Any]]:
+        """The accepted baseline's version id and profile; BaselineNotAccepted if none is."""
+        pointer = self._baseline_dir(name) / "ACCEPTED"
+        if not pointer.exists():
+            raise BaselineNotAccepted(f"no {name} baseline has been accepted yet ({pointer})")
+        version = pointer.read_text(encoding="utf-8").strip()
+        body = (self._baseline_dir(name) / f"{version}.json").read_text(encoding="utf-8")
+        return version, json.loads(body)
+
+    def baseline_sample(self, name: str, version: str) -> pl.DataFrame:
+        """The reference rows stored with a baseline version."""
+        return pl.read_parquet(self._baseline_dir(name) / f"{version}.parquet")
+
+
+class LakeIOManager(ConfigurableIOManager):
+    """Stores polars DataFrames as parquet in the lake, one file per asset partition.
+
+    Attributes:
+        lake: The lake the files go to.
+    """
+
+    lake: Lake
+
+    def handle_output(self, context: OutputContext, obj: pl.DataFrame) -> None:
+        """Write the asset (partition) and add its path to the materialization metadata."""
+        if not isinstance(obj, pl.DataFrame):
+            raise TypeError(
+                f"{context.asset_key.to_user_string()} returned {type(obj).__name__}; "
+                "the lake stores polars DataFrames only"
+            )
+        partition = context.partition_key if context.has_asset_partitions else None
+        path = self.lake.write_dataset(obj, context.asset_key, partition)
+        context.add_output_metadata({"path": str(path)})
+
+    def load_input(self, context: InputContext) -> pl.DataFrame:
+        """Read the upstream partition(s) the downstream step asked for, concatenated in order."""
+        key = context.asset_key
+        if not context.has_asset_partitions:
+            return self.lake.read_dataset(key)
+        frames = [self.lake.read_dataset(key, p) for p in sorted(context.asset_partition_keys)]
+        return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]

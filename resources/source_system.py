@@ -1,0 +1,245 @@
+"""Source systems: where the platform's raw transactions and fraud labels come from.
+
+Every source answers the same two questions for a business day - its transactions, and the
+chargebacks reported that day - and says clearly when a day is not there yet. The data is
+returned exactly as the source delivers it: judging it is the ingestion checks' job, so a
+source never fixes, drops or coerces a bad value.
+"""
+
+import datetime
+from abc import abstractmethod
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+import sqlalchemy as sa
+from dagster import Config, ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+from resources.simulator import CardPaymentsSimulator, Scenario
+
+FEEDS = ("transactions", "chargebacks")
+Feed = Literal["transactions", "chargebacks"]
+# The column that places a row on a business day, per feed.
+DAY_COLUMN: dict[str, str] = {"transactions": "event_timestamp", "chargebacks": "reported_at"}
+
+
+class PartitionNotReady(RuntimeError):
+    """The source has not delivered a day (yet): retry later, do not treat it as empty."""
+
+
+def _day_bounds(day: datetime.date) -> tuple[datetime.datetime, datetime.datetime]:
+    start = datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
+    return start, start + datetime.timedelta(days=1)
+
+
+def _as_utc(frame: pl.DataFrame) -> pl.DataFrame:
+    """Mark naive timestamps as UTC (files and SQLite carry no zone); aware ones are converted."""
+    fixes = []
+    for name, dtype in frame.schema.items():
+        if isinstance(dtype, pl.Datetime):
+            column = pl.col(name).dt.cast_time_unit("us")
+            fixes.append(
+                (
+                    column.dt.replace_time_zone("UTC")
+                    if dtype.time_zone is None
+                    else column.dt.convert_time_zone("UTC")
+                ).alias(name)
+            )
+    return frame.with_columns(fixes) if fixes else frame
+
+
+class Delivery:
+    """One day of one feed as delivered, and when the source made it available."""
+
+    def __init__(self, frame: pl.DataFrame, available_at: datetime.datetime | None) -> None:
+        self.frame = frame
+        self.available_at = available_at
+
+
+class SourceSystem(ConfigurableResource):
+    """Interface of a source system: one day of one feed at a time."""
+
+    @abstractmethod
+    def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
+        """The rows of ``feed`` for business ``day`` as known at ``as_of``.
+
+        Raises:
+            PartitionNotReady: the source has not delivered the day by ``as_of``.
+        """
+
+    def describe(self) -> str:
+        """One line naming the source, for metadata and alerts."""
+        return type(self).__name__
+
+
+class ScenarioConfig(Config):
+    """An incident or drift the simulator applies between two dates (see INCIDENT_KINDS)."""
+
+    kind: str = Field(description="e.g. null_spike, schema_change, covariate_drift.")
+    start: str = Field(description="First affected day, YYYY-MM-DD.")
+    end: str = Field(description="Last affected day (inclusive), YYYY-MM-DD.")
+    intensity: float = Field(default=1.0, description="Share of rows, magnitude or hours late.")
+
+
+class SimulatedSource(SourceSystem):
+    """The card-payments simulator (default): deterministic by seed and date.
+
+    Attributes:
+        seed: Seeds customers, merchants and every day.
+        rows_per_day: Average transactions per day (hundreds to 10M).
+        scenarios: Incidents and drifts switched on for date ranges.
+        max_label_delay_days: Chargebacks arrive 1..N days after the transaction.
+    """
+
+    seed: int = 7
+    rows_per_day: int = 2_000
+    scenarios: list[ScenarioConfig] = []
+    max_label_delay_days: int = 30
+    _simulator: CardPaymentsSimulator | None = PrivateAttr(default=None)
+
+    @property
+    def simulator(self) -> CardPaymentsSimulator:
+        """The simulator, built once per resource instance (building the population costs)."""
+        if self._simulator is None:
+            self._simulator = CardPaymentsSimulator(
+                seed=self.seed,
+                rows_per_day=self.rows_per_day,
+                scenarios=[
+                    Scenario(
+                        kind=s.kind,
+                        start=datetime.date.fromisoformat(s.start),
+                        end=datetime.date.fromisoformat(s.end),
+                        intensity=s.intensity,
+                    )
+                    for s in self.scenarios
+                ],
+                max_label_delay_days=self.max_label_delay_days,
+            )
+        return self._simulator
+
+    def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
+        """Generate the day; refuse it before the simulated source would have delivered it."""
+        if feed == "transactions":
+            simulated = self.simulator.day(day)
+            frame, available_at = simulated.transactions, simulated.available_at
+        else:
+            frame = self.simulator.chargebacks(day)
+            available_at = _day_bounds(day)[1] + datetime.timedelta(minutes=30)
+        if available_at is None:
+            raise PartitionNotReady(f"{feed} for {day} has not been delivered by the simulator")
+        if as_of < available_at:
+            raise PartitionNotReady(
+                f"{feed} for {day} lands at {available_at.isoformat()}; it is {as_of.isoformat()}"
+            )
+        return Delivery(frame, available_at)
+
+    def describe(self) -> str:
+        """Name the seed and volume so a run's metadata says which simulated world it saw."""
+        return f"simulator(seed={self.seed}, rows_per_day={self.rows_per_day})"
+
+
+class FileSource(SourceSystem):
+    """A directory of parquet or CSV files per feed: ``<directory>/<feed>/...``.
+
+    Either one file per day (``transactions/2026-03-02.parquet``) or any files with a timestamp
+    column (``event_timestamp`` for transactions, ``reported_at`` for chargebacks) that places
+    each row on its day. A day counts as delivered once its file exists (or, without per-day
+    files, once any row of that day does). CSV timestamps without a zone are read as UTC.
+
+    Attributes:
+        directory: Folder holding one sub-folder per feed.
+        file_format: ``parquet`` or ``csv``.
+    """
+
+    directory: str
+    file_format: Literal["parquet", "csv"] = "parquet"
+
+    def _read(self, paths: list[Path]) -> pl.DataFrame:
+        if self.file_format == "parquet":
+            return pl.concat([pl.read_parquet(p) for p in paths], how="vertical")
+        return pl.concat(
+            [pl.read_csv(p, try_parse_dates=True) for p in paths], how="vertical_relaxed"
+        )
+
+    def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
+        """Read the day's file, or filter every file of the feed by its timestamp column."""
+        folder = Path(self.directory, feed)
+        day_file = folder / f"{day.isoformat()}.{self.file_format}"
+        if day_file.exists():
+            delivered = datetime.datetime.fromtimestamp(day_file.stat().st_mtime, datetime.UTC)
+            return Delivery(_as_utc(self._read([day_file])), delivered)
+        files = sorted(folder.glob(f"*.{self.file_format}"))
+        if not files:
+            raise PartitionNotReady(f"no {feed} files for {day} under {folder}")
+        start, end = _day_bounds(day)
+        column = DAY_COLUMN[feed]
+        frame = _as_utc(self._read(files))
+        if column not in frame.columns:
+            raise ValueError(
+                f"{feed} files under {folder} have no per-day files and no '{column}' column "
+                "to place rows on days"
+            )
+        rows = frame.filter((pl.col(column) >= start) & (pl.col(column) < end))
+        if rows.is_empty():
+            raise PartitionNotReady(
+                f"no {feed} rows for {day} in {len(files)} files under {folder}"
+            )
+        return Delivery(
+            rows,
+            max(datetime.datetime.fromtimestamp(f.stat().st_mtime, datetime.UTC) for f in files),
+        )
+
+    def describe(self) -> str:
+        """Name the folder the rows came from."""
+        return f"files({self.directory}, {self.file_format})"
+
+
+class SqlSource(SourceSystem):
+    """Tables in any database SQLAlchemy can reach (SQLite or DuckDB files locally).
+
+    Queries are built with SQLAlchemy Core from the reflected table, and the day bounds are bound
+    parameters: no SQL text is ever assembled from strings. A day with no rows is not delivered.
+
+    Attributes:
+        url: SQLAlchemy URL, e.g. ``sqlite:////data/payments.db``; a secret in production, so
+            set it with ``EnvVar("FLYWHEEL_SOURCE_URL")``.
+        transactions_table: Table holding the transactions feed.
+        chargebacks_table: Table holding the chargebacks feed.
+    """
+
+    url: str = Field(description="SQLAlchemy URL of the source database.")
+    transactions_table: str = "transactions"
+    chargebacks_table: str = "chargebacks"
+
+    _engine: sa.Engine | None = PrivateAttr(default=None)
+
+    @property
+    def engine(self) -> sa.Engine:
+        """One engine (and connection pool) per resource instance."""
+        if self._engine is None:
+            self._engine = sa.create_engine(self.url)
+        return self._engine
+
+    def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
+        """Select the rows whose timestamp falls on ``day``."""
+        name = self.transactions_table if feed == "transactions" else self.chargebacks_table
+        table = sa.Table(name, sa.MetaData(), autoload_with=self.engine)
+        column = DAY_COLUMN[feed]
+        if column not in table.c:
+            raise ValueError(f"table {name} has no '{column}' column to place rows on days")
+        start, end = _day_bounds(day)
+        if not getattr(
+            table.c[column].type, "timezone", False
+        ):  # SQLite and most DATETIME columns store UTC without a zone
+            start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
+        query = sa.select(table).where(table.c[column] >= start, table.c[column] < end)
+        with self.engine.connect() as connection:
+            frame = pl.read_database(query, connection, infer_schema_length=None)
+        if frame.is_empty():
+            raise PartitionNotReady(f"no {feed} rows for {day} in table {name}")
+        return Delivery(_as_utc(frame), as_of)
+
+    def describe(self) -> str:
+        """Name the database without its credentials."""
+        return f"sql({sa.make_url(self.url).render_as_string(hide_password=True)})"
