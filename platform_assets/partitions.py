@@ -1,0 +1,17 @@
+"""Partition definitions shared by assets, jobs and sensors."""
+
+import datetime
+
+from dagster import DailyPartitionsDefinition
+
+# The simulated business starts trading on this day; backfills can reach back to it.
+FIRST_BUSINESS_DAY = "2026-01-01"
+
+# One partition per UTC business day. The newest partition is yesterday: a day is only
+# complete once it has ended.
+daily_partitions = DailyPartitionsDefinition(start_date=FIRST_BUSINESS_DAY, timezone="UTC")
+
+
+def partition_day(partition_key: str) -> datetime.date:
+    """The business day a daily partition key names."""
+    return datetime.date.fromisoformat(partition_key)
