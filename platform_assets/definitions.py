@@ -21,6 +21,14 @@ ASSET_MODULES = (ingestion, baseline)
 CHECK_MODULES = (ingestion_checks,)
 
 
+def stage_assets() -> list:
+    """The assets and asset checks of every stage, not yet bound to resources."""
+    return [
+        *load_assets_from_modules(list(ASSET_MODULES)),
+        *load_asset_checks_from_modules(list(CHECK_MODULES)),
+    ]
+
+
 def build_definitions(env: str | None = None, data_dir: str | Path | None = None) -> Definitions:
     """Assemble the code location for ``env`` (default: ``$FLYWHEEL_ENV`` or ``local``).
 
@@ -29,8 +37,7 @@ def build_definitions(env: str | None = None, data_dir: str | Path | None = None
         data_dir: Local only: where the lake and alerts go (tests pass a temporary folder).
     """
     return Definitions(
-        assets=load_assets_from_modules(list(ASSET_MODULES)),
-        asset_checks=load_asset_checks_from_modules(list(CHECK_MODULES)),
+        assets=stage_assets(),
         schedules=[daily_ingestion_schedule],
         sensors=[raw_transactions_freshness_sensor],
         resources=build_resources(env or current_environment(), data_dir),

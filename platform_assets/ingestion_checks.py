@@ -206,7 +206,9 @@ def transactions_null_rate(
         else "Null rates are in line with the baseline."
     )
     metadata = {
-        "max_increase": MetadataValue.float(round(float(table["increase"].max() or 0.0), 6)),
+        "max_increase": MetadataValue.float(
+            round(table.select(pl.col("increase").max()).item() or 0.0, 6)
+        ),
         "null_rates": MetadataValue.md(to_markdown(table.sort("increase", descending=True))),
     }
     return _verdict(
@@ -263,7 +265,7 @@ def transactions_distribution_drift(
     warned = table.filter(pl.col("verdict") == "warn")["column"].to_list()
     metadata: dict[str, Any] = {
         "baseline_version": MetadataValue.text(version),
-        "max_psi": MetadataValue.float(round(float(table["psi"].max() or 0.0), 6)),
+        "max_psi": MetadataValue.float(round(table.select(pl.col("psi").max()).item() or 0.0, 6)),
         "warn_columns": MetadataValue.json(warned),
         "halt_columns": MetadataValue.json(halted),
         "psi_by_column": MetadataValue.md(to_markdown(table)),

@@ -96,7 +96,7 @@ def raw_transactions_freshness_sensor(
                 title=f"raw_transactions {key} is late",
                 message=(
                     f"The day was due by {quality_policy.max_lateness_hours:g} h after it ended "
-                    f"and is {status.get(key).value.lower() if status.get(key) else 'missing'}; "
+                    f"and is {'failed' if status.get(key) else 'missing'}; "
                     "requesting it again every hour."
                 ),
                 severity="warning",

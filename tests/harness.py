@@ -1,0 +1,67 @@
+"""A local Flywheel platform for tests: the code location on a temporary instance and folder."""
+
+import datetime
+from collections.abc import Sequence
+from pathlib import Path
+
+from dagster import AssetSelection, DagsterInstance, ExecuteInProcessResult, materialize
+
+from platform_assets.definitions import build_definitions, stage_assets
+from resources.quality_policy import QualityPolicy
+from resources.source_system import ScenarioConfig, SimulatedSource
+
+
+class LocalPlatform:
+    """The code location's assets and checks on a temporary instance and data folder."""
+
+    def __init__(self, instance: DagsterInstance, data_dir: Path, rows_per_day: int = 1_000):
+        self.instance = instance
+        self.data_dir = data_dir
+        self.rows_per_day = rows_per_day
+        self.defs = build_definitions("local", data_dir=data_dir)
+
+    def resources(self, scenarios: Sequence[ScenarioConfig] = (), **policy) -> dict:
+        resources = dict(self.defs.resources)
+        resources["source"] = SimulatedSource(
+            rows_per_day=self.rows_per_day, scenarios=list(scenarios)
+        )
+        resources["quality_policy"] = QualityPolicy(**{"drift_report_rows": 0, **policy})
+        return resources
+
+    def materialize(
+        self,
+        selection: AssetSelection,
+        partition_key: str | None = None,
+        scenarios: Sequence[ScenarioConfig] = (),
+        run_config: dict | None = None,
+        **policy,
+    ) -> ExecuteInProcessResult:
+        return materialize(
+            stage_assets(),
+            selection=selection,
+            partition_key=partition_key,
+            resources=self.resources(scenarios, **policy),
+            instance=self.instance,
+            run_config=run_config,
+            raise_on_error=False,
+        )
+
+    def ingest(self, day: str, *scenarios: ScenarioConfig, **policy) -> ExecuteInProcessResult:
+        """Run the ingestion group for one day, as the daily schedule would."""
+        return self.materialize(AssetSelection.groups("ingestion"), day, scenarios, **policy)
+
+    def accept_baseline(self, days: Sequence[str], reason: str = "test") -> ExecuteInProcessResult:
+        config = {"partitions": list(days), "reason": reason}
+        return self.materialize(
+            AssetSelection.assets("transaction_baseline"),
+            run_config={"ops": {"transaction_baseline": {"config": config}}},
+        )
+
+
+def days(start: str, count: int) -> list[str]:
+    first = datetime.date.fromisoformat(start)
+    return [(first + datetime.timedelta(days=n)).isoformat() for n in range(count)]
+
+
+def scenario(kind: str, day: str, intensity: float = 1.0) -> ScenarioConfig:
+    return ScenarioConfig(kind=kind, start=day, end=day, intensity=intensity)
