@@ -7,6 +7,8 @@ UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.9
 export DAGSTER_HOME := $(CURDIR)/.flywheel/dagster_home
 export UV_COMPILE_BYTECODE := 1
+# Use the system trust store, so uv works behind TLS-inspecting proxies as pip does.
+export UV_SYSTEM_CERTS := 1
 export DO_NOT_TRACK := 1
 
 .PHONY: dev test lint test-unit test-asset-graph test-sensor bench env
