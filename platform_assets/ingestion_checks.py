@@ -157,7 +157,7 @@ def transactions_volume(
     if len(history) < _MIN_VOLUME_HISTORY:
         accepted = _accepted_profile(lake)
         history = [round(accepted[1]["rows_per_day"])] if accepted else []
-        reference = "the baseline's average day"
+        reference = "baseline's average day"
     ratio = volume_ratio(raw_transactions.height, history)
     metadata = {
         "rows": MetadataValue.int(raw_transactions.height),
