@@ -29,6 +29,7 @@ from platform_assets.quality import (
     failure_summary,
     null_rates,
     to_markdown,
+    validate_chargebacks,
     validate_transactions,
     volume_ratio,
 )
@@ -43,6 +44,8 @@ DUPLICATE_RATE_CHECK = "duplicate_rate"
 DRIFT_CHECK = "distribution_drift"
 BASELINE = "transactions"
 RAW = AssetKey("raw_transactions")
+LABELS = AssetKey("fraud_labels")
+LABELS_CONTRACT_CHECK = "labels_contract"
 # Fewer stored days than this and the volume check compares with the baseline's average instead.
 _MIN_VOLUME_HISTORY = 3
 ACCEPT_BASELINE_HINT = (
@@ -65,12 +68,13 @@ def _verdict(
     metadata: dict[str, Any],
 ) -> AssetCheckResult:
     """The check result; a failing ERROR check also alerts, since it halts the day."""
-    check_name = context.check_specs[0].name
+    spec = context.check_specs[0]
+    check_name, asset = spec.name, spec.asset_key.to_user_string()
     if not passed and severity == AssetCheckSeverity.ERROR:
         alerter.send(
-            title=f"raw_transactions {context.partition_key} halted by {check_name}",
-            message=f"{description} Raw rows are kept for replay; nothing downstream ran.",
-            asset="raw_transactions",
+            title=f"{asset} {context.partition_key} halted by {check_name}",
+            message=f"{description} Its rows are kept for replay; nothing downstream ran.",
+            asset=asset,
             partition=context.partition_key,
             check=check_name,
             run_id=context.run.run_id,
@@ -293,3 +297,35 @@ def transactions_distribution_drift(
         else "Distributions match the accepted baseline."
     )
     return _verdict(context, alerter, not warned, AssetCheckSeverity.WARN, description, metadata)
+
+
+@asset_check(
+    asset=LABELS,
+    name=LABELS_CONTRACT_CHECK,
+    blocking=True,
+    partitions_def=daily_partitions,
+    description=(
+        "pandera contract of the chargebacks feed: one label per transaction, reported on the "
+        "day and after the transaction, with a known reason. Any failure halts (ERROR)."
+    ),
+)
+def fraud_labels_contract(
+    context: AssetCheckExecutionContext, fraud_labels: pl.DataFrame, alerter: Alerter
+) -> AssetCheckResult:
+    """Judge the day's labels: a wrong label teaches the model the wrong thing."""
+    result = validate_chargebacks(fraud_labels, partition_day(context.partition_key))
+    failures = result.bad_rows + result.schema_failures.height
+    description = (
+        f"{result.bad_rows} of {result.rows} labels break the contract"
+        f"{' and the schema is broken' if result.schema_failures.height else ''}."
+        if failures
+        else f"All {result.rows} labels meet the contract."
+    )
+    metadata = {
+        "rows": MetadataValue.int(result.rows),
+        "bad_rows": MetadataValue.int(result.bad_rows),
+        "failure_cases": MetadataValue.md(to_markdown(failure_summary(result))),
+    }
+    return _verdict(
+        context, alerter, failures == 0, AssetCheckSeverity.ERROR, description, metadata
+    )

@@ -17,6 +17,7 @@ from pandera.engines import polars_engine
 
 from resources.simulator import (
     CHANNELS,
+    CHARGEBACK_REASONS,
     COUNTRIES,
     CURRENCIES,
     MAX_AMOUNT,
@@ -42,6 +43,16 @@ def _first_occurrence(data: pa.PolarsData) -> pl.LazyFrame:
     return data.lazyframe.select(pl.col(data.key).is_first_distinct())
 
 
+def _within_day(day: datetime.date) -> pa.Check:
+    """Timestamps on the partition's UTC day: a row of another day belongs to another batch."""
+    start = datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
+    end = start + datetime.timedelta(days=1) - datetime.timedelta(microseconds=1)
+    return pa.Check.in_range(start, end)
+
+
+_UTC_TIMESTAMP = polars_engine.DateTime(time_zone="UTC", time_unit="us")
+
+
 def transaction_schema(day: datetime.date | None = None) -> pa.DataFrameSchema:
     """The data contract of the transactions feed, optionally bound to one business day.
 
@@ -52,11 +63,6 @@ def transaction_schema(day: datetime.date | None = None) -> pa.DataFrameSchema:
         A strict pandera (polars) schema: exact columns and types, no nulls, ranges and
         allowed values, and each ``transaction_id`` at most once.
     """
-    timestamp_checks = []
-    if day is not None:
-        start = datetime.datetime.combine(day, datetime.time(), tzinfo=datetime.UTC)
-        end = start + datetime.timedelta(days=1) - datetime.timedelta(microseconds=1)
-        timestamp_checks.append(pa.Check.in_range(start, end))
     return pa.DataFrameSchema(
         {
             "transaction_id": pa.Column(
@@ -73,11 +79,34 @@ def transaction_schema(day: datetime.date | None = None) -> pa.DataFrameSchema:
             "merchant_category": pa.Column(pl.String, checks=pa.Check.isin(MERCHANT_CATEGORIES)),
             "channel": pa.Column(pl.String, checks=pa.Check.isin(CHANNELS)),
             "country": pa.Column(pl.String, checks=pa.Check.isin(COUNTRIES)),
-            "event_timestamp": pa.Column(
-                polars_engine.DateTime(time_zone="UTC", time_unit="us"), checks=timestamp_checks
-            ),
+            "event_timestamp": pa.Column(_UTC_TIMESTAMP, checks=[_within_day(day)] if day else []),
         },
         name="transactions",
+        strict=True,
+        ordered=False,
+    )
+
+
+def _reported_after_transaction(data: pa.PolarsData) -> pl.LazyFrame:
+    return data.lazyframe.select(pl.col("reported_at") >= pl.col("transaction_timestamp"))
+
+
+def chargeback_schema(day: datetime.date | None = None) -> pa.DataFrameSchema:
+    """The data contract of the chargebacks (fraud labels) feed, optionally bound to a report day.
+
+    A label must name a transaction once, come after it, and give a known reason; a label that
+    does not is unusable for training.
+    """
+    return pa.DataFrameSchema(
+        {
+            "transaction_id": pa.Column(pl.Int64, checks=pa.Check.ge(1), unique=True),
+            "customer_id": pa.Column(pl.Int64, checks=pa.Check.ge(1)),
+            "transaction_timestamp": pa.Column(_UTC_TIMESTAMP),
+            "reported_at": pa.Column(_UTC_TIMESTAMP, checks=[_within_day(day)] if day else []),
+            "reason": pa.Column(pl.String, checks=pa.Check.isin(CHARGEBACK_REASONS)),
+        },
+        checks=[pa.Check(_reported_after_transaction, name="reported_after_transaction")],
+        name="chargebacks",
         strict=True,
         ordered=False,
     )
@@ -113,7 +142,17 @@ class ContractResult:
 
 
 def validate_transactions(frame: pl.DataFrame, day: datetime.date | None = None) -> ContractResult:
-    """Check a batch against the contract, collecting every failure rather than the first."""
+    """Check a transactions batch against its contract."""
+    return validate(frame, transaction_schema(day))
+
+
+def validate_chargebacks(frame: pl.DataFrame, day: datetime.date | None = None) -> ContractResult:
+    """Check a chargebacks batch against its contract."""
+    return validate(frame, chargeback_schema(day))
+
+
+def validate(frame: pl.DataFrame, schema: pa.DataFrameSchema) -> ContractResult:
+    """Check a batch against a contract, collecting every failure rather than the first."""
     empty_cases = pl.DataFrame(
         schema={
             "column": pl.String,
@@ -123,7 +162,7 @@ def validate_transactions(frame: pl.DataFrame, day: datetime.date | None = None)
         }
     )
     try:
-        transaction_schema(day).validate(frame, lazy=True)
+        schema.validate(frame, lazy=True)
         cases = empty_cases
     except pa.errors.SchemaErrors as errors:
         cases = errors.failure_cases.select(

@@ -13,6 +13,7 @@ from platform_assets.quality import (
     psi,
     split_rows,
     to_markdown,
+    validate_chargebacks,
     validate_transactions,
     volume_ratio,
 )
@@ -139,3 +140,20 @@ def test_markdown_table_escapes_and_truncates():
 
     assert "a\\|b" in text and "0.1235" in text and "1 more rows" in text
     assert to_markdown(frame.clear()) == "_none_"
+
+
+def test_labels_contract_rejects_a_label_reported_before_its_transaction():
+    labels = CardPaymentsSimulator(rows_per_day=2_000).chargebacks(datetime.date(2026, 3, 20))
+    assert labels.height > 0
+    early = labels.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0)
+        .then(pl.col("transaction_timestamp") + datetime.timedelta(days=60))
+        .otherwise("transaction_timestamp")
+        .alias("transaction_timestamp")
+    )
+
+    assert validate_chargebacks(labels, datetime.date(2026, 3, 20)).bad_rows == 0
+    result = validate_chargebacks(early, datetime.date(2026, 3, 20))
+
+    assert result.row_failures["source_row"].to_list() == [0]
+    assert "reported_after_transaction" in result.row_failures["failed_rules"].item()
