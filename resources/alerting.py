@@ -39,7 +39,8 @@ class Alerter(ConfigurableResource):
             "details": details,
         }
         log = get_dagster_logger()
-        (log.error if severity == "error" else log.warning)(f"ALERT {title}: {message}")
+        emit = {"info": log.info, "warning": log.warning, "error": log.error}[severity]
+        emit(f"ALERT {title}: {message}")
         self._deliver(record)
         return record
 
@@ -86,7 +87,8 @@ class WebhookAlerter(Alerter):
         text = f"{icon[record['severity']]} *{record['title']}*\n{record['message']}"
         response = requests.post(
             self.webhook_url,
-            json={"text": text, "flywheel": record},
+            data=json.dumps({"text": text, "flywheel": record}, default=str),
+            headers={"Content-Type": "application/json"},
             timeout=self.timeout_seconds,
         )
         response.raise_for_status()

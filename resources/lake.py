@@ -91,12 +91,15 @@ class Lake(ConfigurableResource):
             sample: Reference rows kept with the version, for human-readable drift reports.
         """
         body = json.dumps(profile, sort_keys=True, default=str)
-        digest = hashlib.sha256(body.encode()).hexdigest()[:12]
-        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%SZ")
-        version = f"{stamp}-{digest}"
+        digest = hashlib.sha256(body.encode())
+        digest.update(sample.hash_rows(seed=0).to_numpy().tobytes())
+        stamp = datetime.datetime.now(datetime.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        version = f"{stamp}-{digest.hexdigest()[:12]}"
         folder = self._baseline_dir(name)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"{version}.json").write_text(body, encoding="utf-8")
+        # "x": a version is written once; an existing one is never overwritten.
+        with (folder / f"{version}.json").open("x", encoding="utf-8") as out:
+            out.write(body)
         sample.write_parquet(folder / f"{version}.parquet")
         pointer = folder / "ACCEPTED"
         partial = folder / "ACCEPTED.partial"

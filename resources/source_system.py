@@ -14,7 +14,7 @@ from typing import Literal
 import polars as pl
 import sqlalchemy as sa
 from dagster import Config, ConfigurableResource
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
 from resources.simulator import CardPaymentsSimulator, Scenario
 
@@ -49,6 +49,15 @@ def _as_utc(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(fixes) if fixes else frame
 
 
+def _is_day_file(path: Path) -> bool:
+    """Whether a file is named after one day (``2026-03-02.parquet``)."""
+    try:
+        datetime.date.fromisoformat(path.stem)
+    except ValueError:
+        return False
+    return True
+
+
 class Delivery:
     """One day of one feed as delivered, and when the source made it available."""
 
@@ -80,6 +89,16 @@ class ScenarioConfig(Config):
     start: str = Field(description="First affected day, YYYY-MM-DD.")
     end: str = Field(description="Last affected day (inclusive), YYYY-MM-DD.")
     intensity: float = Field(default=1.0, description="Share of rows, magnitude or hours late.")
+
+    @field_validator("start", "end")
+    @classmethod
+    def _is_a_day(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            message = f"ScenarioConfig.{info.field_name} must be YYYY-MM-DD, got {value!r}"
+            raise ValueError(message) from None
+        return value
 
 
 class SimulatedSource(SourceSystem):
@@ -170,8 +189,9 @@ class FileSource(SourceSystem):
             delivered = datetime.datetime.fromtimestamp(day_file.stat().st_mtime, datetime.UTC)
             return Delivery(_as_utc(self._read([day_file])), delivered)
         files = sorted(folder.glob(f"*.{self.file_format}"))
-        if not files:
-            raise PartitionNotReady(f"no {feed} files for {day} under {folder}")
+        if not files or any(_is_day_file(f) for f in files):
+            # Per-day layout: the day's file is the delivery, so its absence means not yet.
+            raise PartitionNotReady(f"no {feed} file for {day} under {folder}")
         start, end = _day_bounds(day)
         column = DAY_COLUMN[feed]
         frame = _as_utc(self._read(files))
