@@ -9,7 +9,7 @@ source never fixes, drops or coerces a bad value.
 import datetime
 from abc import abstractmethod
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import polars as pl
 import sqlalchemy as sa
@@ -33,10 +33,13 @@ def _day_bounds(day: datetime.date) -> tuple[datetime.datetime, datetime.datetim
     return start, start + datetime.timedelta(days=1)
 
 
-def _as_utc(frame: pl.DataFrame) -> pl.DataFrame:
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def _as_utc(frame: Frame) -> Frame:
     """Mark naive timestamps as UTC (files and SQLite carry no zone); aware ones are converted."""
     fixes = []
-    for name, dtype in frame.schema.items():
+    for name, dtype in frame.collect_schema().items():
         if isinstance(dtype, pl.Datetime):
             column = pl.col(name).dt.cast_time_unit("us")
             fixes.append(
@@ -174,12 +177,13 @@ class FileSource(SourceSystem):
     directory: str
     file_format: Literal["parquet", "csv"] = "parquet"
 
-    def _read(self, paths: list[Path]) -> pl.DataFrame:
+    def _scan(self, paths: list[Path]) -> pl.LazyFrame:
+        """The files as one lazy frame, timestamps in UTC, so a day's filter reads only its rows."""
         if self.file_format == "parquet":
-            return pl.concat([pl.read_parquet(p) for p in paths], how="vertical")
-        return pl.concat(
-            [pl.read_csv(p, try_parse_dates=True) for p in paths], how="vertical_relaxed"
-        )
+            frames = [pl.scan_parquet(p) for p in paths]
+            return _as_utc(pl.concat(frames, how="vertical"))
+        frames = [_as_utc(pl.scan_csv(p, try_parse_dates=True)) for p in paths]
+        return pl.concat(frames, how="vertical_relaxed")
 
     def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
         """Read the day's file, or filter every file of the feed by its timestamp column."""
@@ -187,20 +191,20 @@ class FileSource(SourceSystem):
         day_file = folder / f"{day.isoformat()}.{self.file_format}"
         if day_file.exists():
             delivered = datetime.datetime.fromtimestamp(day_file.stat().st_mtime, datetime.UTC)
-            return Delivery(_as_utc(self._read([day_file])), delivered)
+            return Delivery(self._scan([day_file]).collect(), delivered)
         files = sorted(folder.glob(f"*.{self.file_format}"))
         if not files or any(_is_day_file(f) for f in files):
             # Per-day layout: the day's file is the delivery, so its absence means not yet.
             raise PartitionNotReady(f"no {feed} file for {day} under {folder}")
         start, end = _day_bounds(day)
         column = DAY_COLUMN[feed]
-        frame = _as_utc(self._read(files))
-        if column not in frame.columns:
+        frame = self._scan(files)
+        if column not in frame.collect_schema():
             raise ValueError(
                 f"{feed} files under {folder} have no per-day files and no '{column}' column "
                 "to place rows on days"
             )
-        rows = frame.filter((pl.col(column) >= start) & (pl.col(column) < end))
+        rows = frame.filter((pl.col(column) >= start) & (pl.col(column) < end)).collect()
         if rows.is_empty():
             raise PartitionNotReady(
                 f"no {feed} rows for {day} in {len(files)} files under {folder}"
