@@ -6,16 +6,17 @@ TOOLS := $(CURDIR)/.flywheel/tools
 UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.9
 export DAGSTER_HOME := $(CURDIR)/.flywheel/dagster_home
+DAGSTER_PORT := 3000
 export UV_COMPILE_BYTECODE := 1
 # Use the system trust store, so uv works behind TLS-inspecting proxies as pip does.
 export UV_SYSTEM_CERTS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: dev test lint test-unit test-asset-graph test-sensor bench env
+.PHONY: dev test lint test-unit test-asset-graph test-sensor test-e2e bench env
 
 ## dev: create the environment and start `dagster dev` on http://127.0.0.1:3000 (loopback only)
 dev: env $(DAGSTER_HOME)/dagster.yaml
-	$(UV) run --locked dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(UV) run --locked dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 ## test: create the environment, lint, type-check and run the whole test suite
 test: env lint
@@ -27,7 +28,7 @@ lint: env
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked pyright
 
-test-unit test-asset-graph test-sensor: env
+test-unit test-asset-graph test-sensor test-e2e: env
 	$(UV) run --locked pytest -m $(subst -,_,$(patsubst test-%,%,$@))
 
 ## bench: the benchmarks (minutes; not part of `make test`)

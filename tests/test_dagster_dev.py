@@ -1,0 +1,159 @@
+"""The README's first command, for real: `make dev` serves the code location and its automation.
+
+Runs `make dev` as a user does (on a free port, with its instance and lake under ``tmp_path``),
+then asks the webserver's GraphQL API what a person would look for in the UI: the code location
+loaded, the ingestion assets and their checks, the schedule and sensor on without a click, and
+the freshness sensor launching ingestion runs that succeed. Ctrl-C then stops every process
+of it: webserver, daemon and code server.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from resources.environments import DATA_DIR_VARIABLE, PROJECT_ROOT
+
+pytestmark = pytest.mark.e2e
+
+STARTUP_SECONDS = 120
+# The sensor's first tick comes within a minute of the daemon starting; runs take seconds.
+FIRST_RUNS_SECONDS = 180
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_for(what: str, seconds: float, probe: Callable[[], Any]) -> Any:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` on timeout."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if found := probe():
+                return found
+        except OSError:
+            pass
+        time.sleep(2)
+    pytest.fail(f"{what} not seen within {seconds} s")
+
+
+class DevServer:
+    """A running `make dev` and a GraphQL client for it."""
+
+    def __init__(self, process: subprocess.Popen, port: int, log: Path):
+        self.process, self.url, self.log = process, f"http://127.0.0.1:{port}", log
+
+    def graphql(self, query: str) -> dict[str, Any]:
+        request = urllib.request.Request(
+            f"{self.url}/graphql",
+            data=json.dumps({"query": query}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+        assert "errors" not in answer, answer
+        return answer["data"]
+
+    def is_up(self) -> bool:
+        assert self.process.poll() is None, f"make dev exited early:\n{self.log.read_text()}"
+        with urllib.request.urlopen(f"{self.url}/server_info", timeout=5) as response:
+            return response.status == 200
+
+
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[DevServer]:
+    port = _free_port()
+    log = tmp_path / "make-dev.log"
+    env = {**os.environ, DATA_DIR_VARIABLE: str(tmp_path / "data")}
+    # On make's command line: the Makefile's own assignment would win over the environment.
+    home = f"DAGSTER_HOME={tmp_path / 'dagster_home'}"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            ["make", "--no-print-directory", "dev", f"DAGSTER_PORT={port}", home],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal gives it
+        )
+    server = DevServer(process, port, log)
+    try:
+        yield server
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+ASSETS_AND_AUTOMATION = """{
+  repositoriesOrError { ... on RepositoryConnection { nodes {
+    location { name }
+    assetNodes { assetKey { path } groupName assetChecksOrError {
+      ... on AssetChecks { checks { name blocking } } } }
+    sensors { name sensorState { status } }
+    schedules { name scheduleState { status } }
+  } } }
+}"""
+
+FRESHNESS_RUNS = """{
+  runsOrError(filter: {tags: [{key: "flywheel/trigger", value: "freshness"}]}) {
+    ... on Runs { results { status tags { key value } } } }
+}"""
+
+
+def test_make_dev_serves_the_code_location_with_automation_on(
+    dev_server: DevServer, tmp_path: Path
+) -> None:
+    _wait_for("the Dagster webserver", STARTUP_SECONDS, dev_server.is_up)
+    assert (tmp_path / "dagster_home" / "dagster.yaml").is_file()
+
+    [repository] = dev_server.graphql(ASSETS_AND_AUTOMATION)["repositoriesOrError"]["nodes"]
+    assert repository["location"]["name"] == "flywheel"
+    assets = {"/".join(a["assetKey"]["path"]): a for a in repository["assetNodes"]}
+    for name in ("raw_transactions", "fraud_labels", "validated_transactions"):
+        assert assets[name]["groupName"] == "ingestion"
+    checks = {
+        c["name"]: c["blocking"] for c in assets["raw_transactions"]["assetChecksOrError"]["checks"]
+    }
+    assert checks["contract"] and checks["volume"] and checks["distribution_drift"]
+    assert {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]} == {
+        "raw_transactions_freshness_sensor": "RUNNING"
+    }
+    assert {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]} == {
+        "daily_ingestion_schedule": "RUNNING"
+    }
+
+    def succeeded_runs() -> list[dict[str, Any]]:
+        runs = dev_server.graphql(FRESHNESS_RUNS)["runsOrError"]["results"]
+        return [r for r in runs if r["status"] == "SUCCESS"]
+
+    runs = _wait_for(
+        "a successful run launched by the freshness sensor", FIRST_RUNS_SECONDS, succeeded_runs
+    )
+    partitions = {t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition"}
+    assert partitions, runs
+    for day in partitions:  # the instance and the lake are this test's, not the project's
+        assert (tmp_path / "data" / "lake" / "raw_transactions" / f"{day}.parquet").is_file()
+
+    os.killpg(dev_server.process.pid, signal.SIGINT)  # Ctrl-C
+    dev_server.process.wait(timeout=60)  # make itself dies of the SIGINT, as in a terminal
+    _wait_for("every process of make dev stopped", 60, lambda: not _group_alive(dev_server))
+
+
+def _group_alive(server: DevServer) -> bool:
+    try:
+        os.killpg(server.process.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
