@@ -49,6 +49,7 @@ from platform_assets.quality import (
     NUMERIC_DRIFT_COLUMNS,
     build_profile,
     distribution_drift,
+    drift_frame,
     split_rows,
     validate_transactions,
 )
@@ -238,12 +239,6 @@ def time_drift(reference: pl.DataFrame, currents: dict[str, pl.DataFrame]) -> di
     return out
 
 
-def _drift_columns(frame: pl.DataFrame) -> pl.DataFrame:
-    """The drift columns as our gate sees them, ``event_hour`` derived the same way."""
-    derived = [expr.alias(name) for name, expr in DERIVED_NUMERIC_COLUMNS.items()]
-    return frame.select(*NUMERIC_DRIFT_COLUMNS, *derived, *CATEGORICAL_DRIFT_COLUMNS)
-
-
 def run_evidently(reference: pl.DataFrame, current: pl.DataFrame) -> dict[str, Any]:
     """Evidently's DataDriftPreset on the same rows and columns as our drift gate.
 
@@ -261,11 +256,9 @@ def run_evidently(reference: pl.DataFrame, current: pl.DataFrame) -> dict[str, A
     )
     start = time.perf_counter()
     reference_ds = Dataset.from_pandas(
-        _drift_columns(reference).to_pandas(), data_definition=definition
+        drift_frame(reference).to_pandas(), data_definition=definition
     )
-    current_ds = Dataset.from_pandas(
-        _drift_columns(current).to_pandas(), data_definition=definition
-    )
+    current_ds = Dataset.from_pandas(drift_frame(current).to_pandas(), data_definition=definition)
     prepared = time.perf_counter()
     snapshot = Report([DataDriftPreset()]).run(current_data=current_ds, reference_data=reference_ds)
     ran = time.perf_counter()

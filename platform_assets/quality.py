@@ -292,7 +292,7 @@ def volume_ratio(rows: int, history: list[int]) -> float | None:
 # Baseline and drift --------------------------------------------------------------------------
 
 
-def _drift_frame(frame: pl.DataFrame) -> pl.DataFrame:
+def drift_frame(frame: pl.DataFrame) -> pl.DataFrame:
     """The columns drift is measured on, derived columns included, where present."""
     present = [c for c in NUMERIC_DRIFT_COLUMNS + CATEGORICAL_DRIFT_COLUMNS if c in frame.columns]
     derived = [
@@ -332,7 +332,7 @@ def build_profile(frame: pl.DataFrame, partitions: list[str]) -> dict[str, Any]:
         frame: Rows that passed the contract, from the accepted days.
         partitions: The days the rows come from, recorded so the baseline says what it is.
     """
-    drift = _drift_frame(frame)
+    drift = drift_frame(frame)
     numeric = {}
     for column in _numeric_columns(drift):
         series = drift[column].drop_nulls()
@@ -376,7 +376,7 @@ def distribution_drift(
         Columns ``column``, ``kind``, ``psi``, ``verdict`` (ok, warn, halt or missing),
         sorted by PSI, largest first.
     """
-    drift = _drift_frame(frame)
+    drift = drift_frame(frame)
     rows: list[dict[str, Any]] = []
     for column, spec in profile["numeric"].items():
         value = (

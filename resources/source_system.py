@@ -180,9 +180,9 @@ class FileSource(SourceSystem):
     def _scan(self, paths: list[Path]) -> pl.LazyFrame:
         """The files as one lazy frame, timestamps in UTC, so a day's filter reads only its rows."""
         if self.file_format == "parquet":
-            frames = [pl.scan_parquet(p) for p in paths]
-            return _as_utc(pl.concat(frames, how="vertical"))
-        frames = [_as_utc(pl.scan_csv(p, try_parse_dates=True)) for p in paths]
+            frames = [_as_utc(pl.scan_parquet(p)) for p in paths]
+        else:
+            frames = [_as_utc(pl.scan_csv(p, try_parse_dates=True)) for p in paths]
         return pl.concat(frames, how="vertical_relaxed")
 
     def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:

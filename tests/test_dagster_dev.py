@@ -90,10 +90,10 @@ def dev_server(tmp_path: Path) -> Iterator[DevServer]:
     server = DevServer(process, port, log)
     try:
         yield server
-    finally:
-        if process.poll() is None:
+    finally:  # make may be gone while its children are not: clear the whole group
+        if _group_alive(server):
             os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        process.wait()
 
 
 ASSETS_AND_AUTOMATION = """{
