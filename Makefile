@@ -31,9 +31,9 @@ lint: env
 test-unit test-asset-graph test-sensor test-e2e: env
 	$(UV) run --locked pytest -m $(subst -,_,$(patsubst test-%,%,$@))
 
-## bench: the benchmarks (minutes; not part of `make test`)
+## bench: every benchmark in bench/ (minutes; not part of `make test`)
 bench: env
-	$(UV) run --locked python bench/ingestion.py
+	set -e; for script in bench/*.py; do $(UV) run --locked python $$script; done
 
 ## env: the project's virtualenv (.venv) exactly as locked, with uv bootstrapped into .flywheel/tools
 env: $(UV)
