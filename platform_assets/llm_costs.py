@@ -1,0 +1,187 @@
+"""What the LLM gateway costs and how its A/B tests stand, from the gateway's ledger.
+
+``llm_cost_report`` breaks today's spend down per model, endpoint and use case (the model is the
+one that answered, after any fallback) and shows what the semantic cache saved. Its
+``llm_budget`` check compares each use case's and the total daily spend with the budgets in
+``LLMLedger`` and alerts: a warning at ``warn_fraction`` of a budget, an error past it.
+``llm_ab_report`` compares the success rate of the production and candidate prompts per use case
+with a confidence interval and names the winner once the interval excludes zero.
+"""
+
+import datetime
+
+import polars as pl
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AutomationCondition,
+    MaterializeResult,
+    MetadataValue,
+)
+
+from platform_assets.prompts import llm_asset
+from platform_assets.quality import to_markdown
+from resources.alerting import Alerter
+from resources.clock import Clock
+from resources.llm_ledger import LLMLedger
+from serving.llm.ab import analyse
+
+BUDGET_CHECK = "llm_budget"
+TOTAL = "*"
+HOURLY = AutomationCondition.on_cron("0 * * * *")
+
+
+def day_start(clock: Clock) -> str:
+    """The current UTC day's first instant, ISO: budgets are per day."""
+    now = clock.now()
+    return datetime.datetime.combine(now.date(), datetime.time(), tzinfo=datetime.UTC).isoformat()
+
+
+def spend_by(calls: pl.DataFrame, *keys: str) -> pl.DataFrame:
+    """Calls, tokens, cost and cache savings grouped by ``keys``, most expensive first."""
+    return (
+        calls.group_by(*keys)
+        .agg(
+            pl.len().alias("calls"),
+            pl.col("cache_hit").sum().alias("cache_hits"),
+            (pl.col("prompt_tokens") + pl.col("completion_tokens")).sum().alias("tokens"),
+            pl.col("cost_usd").sum().alias("cost_usd"),
+            pl.col("saved_usd").sum().alias("saved_usd"),
+            pl.col("fallbacks").sum().alias("failed_attempts"),
+        )
+        .sort("cost_usd", *keys, descending=[True] + [False] * len(keys))
+    )
+
+
+def budget_status(
+    calls: pl.DataFrame, budgets: dict[str, float], warn_fraction: float
+) -> pl.DataFrame:
+    """Spend against each budget (``*`` = all use cases) with a level: ok, warning or error."""
+    rows = []
+    for scope, budget in sorted(budgets.items()):
+        subset = calls if scope == TOTAL else calls.filter(pl.col("use_case") == scope)
+        spent = float(subset["cost_usd"].sum()) if subset.height else 0.0
+        share = spent / budget if budget > 0 else float("inf") if spent else 0.0
+        level = "error" if share >= 1 else "warning" if share >= warn_fraction else "ok"
+        rows.append(
+            {
+                "budget": scope,
+                "spent_usd": spent,
+                "budget_usd": budget,
+                "used": share,
+                "level": level,
+            }
+        )
+    return pl.DataFrame(rows)
+
+
+@llm_asset(
+    kinds={"sqlite"},
+    code_version="1",
+    automation_condition=HOURLY,
+    check_specs=[
+        AssetCheckSpec(
+            BUDGET_CHECK,
+            asset="llm_cost_report",
+            description="Today's LLM spend per use case and in total is within the daily budgets.",
+        )
+    ],
+)
+def llm_cost_report(
+    context, llm_ledger: LLMLedger, clock: Clock, alerter: Alerter
+) -> MaterializeResult:
+    """Today's LLM spend per model, endpoint and use case, and what the cache saved.
+
+    Refreshed hourly by declarative automation; the budget check alerts on overspend.
+    """
+    since = day_start(clock)
+    ledger = llm_ledger.open()
+    try:
+        calls = ledger.calls(since=since)
+    finally:
+        ledger.close()
+    status = budget_status(calls, llm_ledger.daily_budget_usd, llm_ledger.warn_fraction)
+    over = status.filter(pl.col("level") != "ok")
+    for row in over.iter_rows(named=True):
+        alerter.send(
+            title=f"LLM budget {row['budget']} at {row['used']:.0%} on {since[:10]}",
+            message=(
+                f"Spent ${row['spent_usd']:.4f} of the ${row['budget_usd']:.2f} daily budget "
+                f"for {'all use cases' if row['budget'] == TOTAL else row['budget']}."
+            ),
+            severity=row["level"],
+            asset="llm_cost_report",
+            check=BUDGET_CHECK,
+            budget=row["budget"],
+            spent_usd=row["spent_usd"],
+        )
+    errors = status.filter(pl.col("level") == "error")
+    description = (
+        "Over budget: " + ", ".join(errors["budget"].to_list())
+        if errors.height
+        else f"{over.height} budget(s) past the warning line."
+        if over.height
+        else "Every budget is under its warning line."
+    )
+    return MaterializeResult(
+        metadata={
+            "day": MetadataValue.text(since[:10]),
+            "calls": MetadataValue.int(calls.height),
+            "cost_usd": MetadataValue.float(float(calls["cost_usd"].sum()) if calls.height else 0),
+            "saved_by_cache_usd": MetadataValue.float(
+                float(calls["saved_usd"].sum()) if calls.height else 0.0
+            ),
+            "by_model": MetadataValue.md(to_markdown(spend_by(calls, "model"))),
+            "by_endpoint": MetadataValue.md(to_markdown(spend_by(calls, "endpoint"))),
+            "by_use_case": MetadataValue.md(to_markdown(spend_by(calls, "use_case"))),
+            "budgets": MetadataValue.md(to_markdown(status)),
+        },
+        check_results=[
+            AssetCheckResult(
+                check_name=BUDGET_CHECK,
+                passed=over.height == 0,
+                severity=AssetCheckSeverity.ERROR if errors.height else AssetCheckSeverity.WARN,
+                description=description,
+                metadata={"budgets": MetadataValue.md(to_markdown(status))},
+            )
+        ],
+    )
+
+
+@llm_asset(kinds={"sqlite"}, code_version="1", automation_condition=HOURLY)
+def llm_ab_report(context, llm_ledger: LLMLedger) -> MaterializeResult:
+    """Production vs candidate prompt per use case: success rates, difference, 95 % CI, winner.
+
+    Outcomes are the users' feedback on gateway answers (POST /v1/feedback), each tagged with
+    the variant and prompt version the sticky split gave that user.
+    """
+    ledger = llm_ledger.open()
+    try:
+        outcomes = ledger.outcomes()
+    finally:
+        ledger.close()
+    rows = []
+    for use_case in sorted(set(outcomes["use_case"].to_list())):
+        result = analyse(outcomes.filter(pl.col("use_case") == use_case))
+        low, high = result["ci"] or (None, None)
+        rows.append(
+            {
+                "use_case": use_case,
+                "production_rate": result["variants"]["production"]["rate"],
+                "production_n": result["variants"]["production"]["n"],
+                "candidate_rate": result["variants"]["candidate"]["rate"],
+                "candidate_n": result["variants"]["candidate"]["n"],
+                "difference": result["difference"],
+                "ci_low": low,
+                "ci_high": high,
+                "winner": result["winner"],
+            }
+        )
+    context.log.info(f"A/B analysis of {outcomes.height} outcomes over {len(rows)} use case(s)")
+    return MaterializeResult(
+        metadata={
+            "outcomes": MetadataValue.int(outcomes.height),
+            "analysis": MetadataValue.md(to_markdown(pl.DataFrame(rows))),
+        }
+    )

@@ -1,0 +1,61 @@
+"""The LLM pipeline's resources for each environment (merged into ``build_resources``).
+
+``local`` needs no key and no network: hashing embeddings, the shipped fraud-operations corpus,
+LanceDB, prompt registry and cost ledger under the data folder, and the embedded extractive
+answerer as the only provider. ``prod`` reads everything that differs from the environment:
+
+- ``FLYWHEEL_LLM_BASE_URL``, ``OPENAI_API_KEY``: the OpenAI-compatible provider (tried first;
+  serving gpt-4o-mini and gpt-4o; the embedded answerer stays as the last fallback);
+- ``FLYWHEEL_EMBEDDINGS_URL``: the OpenAI-compatible embeddings endpoint (same key);
+- ``FLYWHEEL_RAG_CORPUS_DIR``, ``FLYWHEEL_RAG_INDEX_URI``: the corpus folder and the index;
+- ``FLYWHEEL_PROMPT_STORE``, ``FLYWHEEL_LLM_LEDGER_PATH``: registry folder and ledger file.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from dagster import EnvVar
+
+from resources.embeddings import HashingEmbedder, OpenAIEmbedder
+from resources.llm_ledger import LLMLedger
+from resources.llm_providers import LLMProviders, ProviderConfig
+from resources.prompts import PromptRegistry
+from resources.rag import CorpusFolder, VectorIndex
+
+PROMPTS = "serving/prompts"
+CORPUS = "serving/corpus/fraud_ops"
+
+
+def llm_resources(env: str, data_root: Path | None, project_root: Path) -> dict[str, Any]:
+    """The LLM resources of ``env``; ``data_root`` is the local data folder (local only)."""
+    prompts = str(project_root / PROMPTS)
+    if env == "local":
+        assert data_root is not None, "the local environment keeps LLM state in a data folder"
+        return {
+            "embedder": HashingEmbedder(),
+            "corpus": CorpusFolder(root=str(project_root / CORPUS)),
+            "vector_index": VectorIndex(uri=str(data_root / "llm/rag_index")),
+            "prompts": PromptRegistry(
+                source_dir=prompts, store_dir=str(data_root / "llm/prompt_registry")
+            ),
+            "llm_providers": LLMProviders(),
+            "llm_ledger": LLMLedger(path=str(data_root / "llm/ledger.sqlite")),
+        }
+    key = EnvVar("OPENAI_API_KEY")
+    return {
+        "embedder": OpenAIEmbedder(base_url=EnvVar("FLYWHEEL_EMBEDDINGS_URL"), api_key=key),
+        "corpus": CorpusFolder(root=EnvVar("FLYWHEEL_RAG_CORPUS_DIR")),
+        "vector_index": VectorIndex(uri=EnvVar("FLYWHEEL_RAG_INDEX_URI")),
+        "prompts": PromptRegistry(source_dir=prompts, store_dir=EnvVar("FLYWHEEL_PROMPT_STORE")),
+        "llm_providers": LLMProviders(
+            providers=[
+                ProviderConfig(
+                    name="primary",
+                    base_url=EnvVar("FLYWHEEL_LLM_BASE_URL"),
+                    api_key=key,
+                    models=["gpt-4o-mini", "gpt-4o"],
+                )
+            ]
+        ),
+        "llm_ledger": LLMLedger(path=EnvVar("FLYWHEEL_LLM_LEDGER_PATH")),
+    }

@@ -1,0 +1,117 @@
+"""Automation for the LLM pipeline: fresh index, registered prompts, evaluation on every change.
+
+- ``rag_index_freshness_sensor`` compares the corpus with what the index holds and requests
+  ``rag_index`` as soon as they differ (well inside the freshness SLO);
+- ``prompt_change_sensor`` requests ``prompt_registry`` when a prompt file's content changes;
+- ``llm_automation_sensor`` evaluates the declarative automation conditions of the targeted
+  groups: ``llm_eval_report`` after a new prompt or index version, ``prompt_release`` after a
+  passing evaluation, the cost and A/B reports hourly. Dagster's default automation sensor
+  starts stopped in ``dagster dev``; this one runs by default. Add a group to
+  ``AUTOMATED_GROUPS`` to put its conditions under the same sensor.
+"""
+
+import hashlib
+
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    sensor,
+)
+
+from resources.clock import Clock
+from resources.embeddings import Embedder
+from resources.prompts import PromptRegistry, PromptVersion
+from resources.rag import CorpusFolder, VectorIndex, corpus_version, index_lag
+
+RAG_INDEX = AssetKey("rag_index")
+PROMPT_REGISTRY = AssetKey("prompt_registry")
+AUTOMATED_GROUPS = ("llm",)
+
+llm_automation_sensor = AutomationConditionSensorDefinition(
+    "llm_automation_sensor",
+    target=AssetSelection.groups(*AUTOMATED_GROUPS),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Declarative automation of the LLM group: evaluation on change, hourly reports.",
+)
+
+
+def _refresh_sensor(key: AssetKey, description: str):
+    """A running-by-default sensor that requests ``key``, polling every 30 s."""
+    return sensor(
+        asset_selection=AssetSelection.assets(key),
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=description,
+    )
+
+
+@_refresh_sensor(
+    RAG_INDEX,
+    "Refreshes rag_index when a corpus document is added, edited or removed.",
+)
+def rag_index_freshness_sensor(
+    context: SensorEvaluationContext,
+    corpus: CorpusFolder,
+    vector_index: VectorIndex,
+    embedder: Embedder,
+    clock: Clock,
+) -> RunRequest | SkipReason:
+    """Request a refresh for each new corpus version the index does not hold yet."""
+    documents = corpus.documents()
+    wanted = corpus_version(embedder.model_id, {d: documents[d].sha256 for d in sorted(documents)})
+    if wanted == vector_index.version():
+        return SkipReason(f"The index holds corpus version {wanted}.")
+    if wanted == context.cursor:
+        return SkipReason(f"A refresh to corpus version {wanted} was already requested.")
+    stale, lag = index_lag(documents, vector_index.state(), clock.now())
+    context.update_cursor(wanted)
+    return RunRequest(
+        run_key=f"rag_index@{wanted}",
+        asset_selection=[RAG_INDEX],
+        tags={
+            "flywheel/trigger": "corpus_changed",
+            "flywheel/stale_documents": ",".join(stale)[:200],
+            "flywheel/lag_seconds": f"{lag:.0f}",
+        },
+    )
+
+
+def _versions(prompts: dict[str, dict[str, PromptVersion]]) -> dict[tuple[str, str], str]:
+    return {(u, label): p.version for u, labels in prompts.items() for label, p in labels.items()}
+
+
+@_refresh_sensor(
+    PROMPT_REGISTRY,
+    "Records a new prompt version in prompt_registry when a prompt file changes.",
+)
+def prompt_change_sensor(
+    context: SensorEvaluationContext, prompts: PromptRegistry
+) -> RunRequest | SkipReason:
+    """Request ``prompt_registry`` when the set of versions in the files differs from the last."""
+    files = prompts.read_files()
+    recorded = {
+        (u, label): p.version
+        for u, labels in prompts.current().items()
+        for label, p in labels.items()
+    }
+    now = {(u, label): p.version for u, labels in files.items() for label, p in labels.items()}
+    if now == recorded:
+        return SkipReason(f"The registry holds the {len(now)} prompt version(s) in the files.")
+    fingerprint = hashlib.sha256(repr(sorted(now.items())).encode()).hexdigest()[:16]
+    if fingerprint == context.cursor:
+        return SkipReason("A registry update for these prompt files was already requested.")
+    context.update_cursor(fingerprint)
+    changed = sorted(
+        f"{u}/{label}" for (u, label), v in now.items() if recorded.get((u, label)) != v
+    )
+    return RunRequest(
+        run_key=f"prompt_registry@{fingerprint}",
+        asset_selection=[PROMPT_REGISTRY],
+        tags={"flywheel/trigger": "prompt_changed", "flywheel/prompts": ",".join(changed)[:200]},
+    )

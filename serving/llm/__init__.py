@@ -1,0 +1,1 @@
+"""The LLM gateway: an OpenAI-compatible endpoint with prompts, RAG, semantic cache and costs."""

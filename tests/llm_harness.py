@@ -1,0 +1,106 @@
+"""The LLM pipeline on temporary folders: copies of the shipped prompts and corpus, a fake clock."""
+
+import datetime
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+from dagster import (
+    AssetSelection,
+    DagsterInstance,
+    ExecuteInProcessResult,
+    load_asset_checks_from_modules,
+    load_assets_from_modules,
+    materialize,
+)
+
+from platform_assets import llm_costs, llm_evaluation, prompts, rag_index
+from resources.alerting import LocalAlerter
+from resources.clock import Clock
+from resources.environments import PROJECT_ROOT
+from resources.llm_environments import CORPUS, PROMPTS, llm_resources
+from resources.llm_providers import LLMProviders, ProviderConfig
+from resources.prompts import PromptRegistry
+from resources.rag import CorpusFolder
+from serving.llm.gateway import Gateway, GatewaySettings, build_gateway
+
+USE_CASE = "fraud_ops_assistant"
+LLM_MODULES = [prompts, rag_index, llm_evaluation, llm_costs]
+START = datetime.datetime(2026, 11, 20, 9, 0, tzinfo=datetime.UTC)
+
+
+class FakeTime:
+    """Monotonic seconds that only move when a test says so."""
+
+    def __init__(self) -> None:
+        self.seconds = 1_000.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+    def advance(self, seconds: float) -> None:
+        self.seconds += seconds
+
+
+class LLMStack:
+    """Resources of the LLM pipeline over copies of the shipped prompts and corpus."""
+
+    def __init__(self, tmp_path: Path, providers: list[ProviderConfig] | None = None, **chain):
+        self.tmp_path = tmp_path
+        self.prompt_dir = tmp_path / "prompts"
+        self.corpus_dir = tmp_path / "corpus"
+        shutil.copytree(PROJECT_ROOT / PROMPTS, self.prompt_dir)
+        shutil.copytree(PROJECT_ROOT / CORPUS, self.corpus_dir)
+        self.data_dir = tmp_path / "data"
+        self.resources = llm_resources("local", self.data_dir, PROJECT_ROOT)
+        self.resources["corpus"] = CorpusFolder(root=str(self.corpus_dir))
+        self.resources["prompts"] = PromptRegistry(
+            source_dir=str(self.prompt_dir), store_dir=str(self.data_dir / "llm/registry")
+        )
+        defaults = {"timeout_seconds": 2.0, "backoff_initial_seconds": 0.01}
+        self.resources["llm_providers"] = LLMProviders(
+            providers=providers or [], **{**defaults, **chain}
+        )
+        self.resources["alerter"] = LocalAlerter(alerts_file=str(self.data_dir / "alerts.jsonl"))
+        self.resources["clock"] = Clock(frozen_at=START.isoformat())
+        self.time = FakeTime()
+
+    @property
+    def ns(self) -> SimpleNamespace:
+        return SimpleNamespace(**self.resources)
+
+    def sync_index(self, at: datetime.datetime = START):
+        r = self.resources
+        return r["vector_index"].sync(r["corpus"].documents(), r["embedder"], at)
+
+    def gateway(self, **settings) -> Gateway:
+        settings = {"reload_seconds": 0.0, **settings}
+        return build_gateway(self.ns, GatewaySettings(**settings), now=self.time)
+
+    def materialize(
+        self, instance: DagsterInstance, *keys: str, run_config: dict | None = None
+    ) -> ExecuteInProcessResult:
+        """Materialize LLM assets (and their checks) on ``instance``, errors kept in the result."""
+        return materialize(
+            [*load_assets_from_modules(LLM_MODULES), *load_asset_checks_from_modules(LLM_MODULES)],
+            selection=AssetSelection.assets(*keys),
+            resources=self.resources,
+            instance=instance,
+            run_config=run_config,
+            raise_on_error=False,
+        )
+
+    def edit_prompt(self, label: str, old: str, new: str) -> None:
+        path = self.prompt_dir / USE_CASE / f"{label}.toml"
+        text = path.read_text()
+        assert old in text, f"{old!r} not in {path}"
+        path.write_text(text.replace(old, new))
+
+    def edit_document(self, name: str, text: str) -> Path:
+        path = self.corpus_dir / name
+        path.write_text(text)
+        return path
+
+
+def priced(name: str, base_url: str, *models: str) -> ProviderConfig:
+    return ProviderConfig(name=name, base_url=base_url, api_key="test-key", models=list(models))
