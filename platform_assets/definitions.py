@@ -13,34 +13,63 @@ from dagster import (
     load_assets_from_modules,
 )
 
-from platform_assets import baseline, ingestion, ingestion_checks
+from platform_assets import (
+    baseline,
+    feature_store,
+    features,
+    ingestion,
+    ingestion_checks,
+    llm_costs,
+    llm_evaluation,
+    prompts,
+    rag_index,
+    training_set,
+)
 from resources.environments import build_resources, current_environment
+from resources.feature_store import FEATURE_REPO
 from sensors.ingestion import daily_ingestion_schedule, raw_transactions_freshness_sensor
+from sensors.llm import llm_automation_sensor, prompt_change_sensor, rag_index_freshness_sensor
 
-ASSET_MODULES = (ingestion, baseline)
-CHECK_MODULES = (ingestion_checks,)
+ASSET_MODULES = (ingestion, baseline, features, feature_store, training_set)
+ASSET_MODULES += (prompts, rag_index, llm_evaluation, llm_costs)
+CHECK_MODULES = (ingestion_checks, feature_store, rag_index)
 
 
-def stage_assets() -> list:
-    """The assets and asset checks of every stage, not yet bound to resources."""
+def stage_assets(feature_repo: Path = FEATURE_REPO) -> list:
+    """The assets and asset checks of every stage, not yet bound to resources.
+
+    Args:
+        feature_repo: The Feast repository whose definitions version the registry asset.
+    """
     return [
         *load_assets_from_modules(list(ASSET_MODULES)),
+        feature_store.build_feature_store_registry(feature_repo),
         *load_asset_checks_from_modules(list(CHECK_MODULES)),
     ]
 
 
-def build_definitions(env: str | None = None, data_dir: str | Path | None = None) -> Definitions:
+def build_definitions(
+    env: str | None = None,
+    data_dir: str | Path | None = None,
+    feature_repo: Path = FEATURE_REPO,
+) -> Definitions:
     """Assemble the code location for ``env`` (default: ``$FLYWHEEL_ENV`` or ``local``).
 
     Args:
         env: ``local`` (embedded default) or ``prod``.
         data_dir: Local only: where the lake and alerts go (tests pass a temporary folder).
+        feature_repo: The Feast repository to apply and version (tests pass a modified copy).
     """
     return Definitions(
-        assets=stage_assets(),
+        assets=stage_assets(feature_repo),
         schedules=[daily_ingestion_schedule],
-        sensors=[raw_transactions_freshness_sensor],
-        resources=build_resources(env or current_environment(), data_dir),
+        sensors=[
+            raw_transactions_freshness_sensor,
+            rag_index_freshness_sensor,
+            prompt_change_sensor,
+            llm_automation_sensor,
+        ],
+        resources=build_resources(env or current_environment(), data_dir, feature_repo),
         # A subprocess per step costs seconds on a small machine; runs stay in one process.
         executor=in_process_executor,
     )

@@ -6,7 +6,9 @@ systems through environment variables (``dagster.EnvVar``, resolved when a run s
 
 - ``FLYWHEEL_SOURCE_URL``: SQLAlchemy URL of the source database;
 - ``FLYWHEEL_LAKE_ROOT``: the lake directory (a mounted volume);
-- ``FLYWHEEL_ALERT_WEBHOOK_URL``: Slack-compatible webhook for alerts.
+- ``FLYWHEEL_ALERT_WEBHOOK_URL``: Slack-compatible webhook for alerts;
+- ``FLYWHEEL_FEAST_REGISTRY_URL``, ``FLYWHEEL_REDIS_CONNECTION``: Feast's SQL registry and
+  Redis online store (``feature_repo/feature_store.prod.yaml``).
 """
 
 import os
@@ -17,7 +19,10 @@ from dagster import EnvVar
 
 from resources.alerting import LocalAlerter, WebhookAlerter
 from resources.clock import Clock
+from resources.feature_store import FEATURE_REPO, FeatureStoreResource
+from resources.label_policy import LabelPolicy
 from resources.lake import Lake, LakeIOManager
+from resources.llm_environments import llm_resources
 from resources.quality_policy import QualityPolicy
 from resources.source_system import SimulatedSource, SqlSource
 
@@ -35,13 +40,16 @@ def current_environment() -> str:
     return env
 
 
-def build_resources(env: str, data_dir: str | Path | None = None) -> dict[str, Any]:
+def build_resources(
+    env: str, data_dir: str | Path | None = None, feature_repo: Path = FEATURE_REPO
+) -> dict[str, Any]:
     """The resource dictionary for ``env``.
 
     Args:
         env: ``local`` or ``prod``.
         data_dir: Local only: where the lake and alerts go. Defaults to ``$FLYWHEEL_DATA_DIR``
             or ``<project>/.flywheel/data``; tests pass a temporary directory.
+        feature_repo: The Feast repository (``feature_repo/``; tests pass a modified copy).
     """
     if env == "local":
         root = Path(
@@ -55,6 +63,13 @@ def build_resources(env: str, data_dir: str | Path | None = None) -> dict[str, A
             "alerter": LocalAlerter(alerts_file=str(root / "alerts.jsonl")),
             "clock": Clock(),
             "quality_policy": QualityPolicy(),
+            "label_policy": LabelPolicy(),
+            "feature_store": FeatureStoreResource(
+                repo_path=str(feature_repo),
+                lake_root=str(root / "lake"),
+                state_dir=str(root / "feast"),
+            ),
+            **llm_resources(env, root, PROJECT_ROOT),
         }
     if env == "prod":
         lake = Lake(root=EnvVar("FLYWHEEL_LAKE_ROOT"))
@@ -65,5 +80,12 @@ def build_resources(env: str, data_dir: str | Path | None = None) -> dict[str, A
             "alerter": WebhookAlerter(webhook_url=EnvVar("FLYWHEEL_ALERT_WEBHOOK_URL")),
             "clock": Clock(),
             "quality_policy": QualityPolicy(),
+            "label_policy": LabelPolicy(),
+            "feature_store": FeatureStoreResource(
+                repo_path=str(feature_repo),
+                config_file="feature_store.prod.yaml",
+                lake_root=EnvVar("FLYWHEEL_LAKE_ROOT"),
+            ),
+            **llm_resources(env, None, PROJECT_ROOT),
         }
     raise ValueError(f"env must be one of {ENVIRONMENTS}, got {env!r}")

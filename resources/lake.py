@@ -8,6 +8,7 @@ our own because dagster-polars does not work with polars 2 (see ../shared/DEPEND
 import datetime
 import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,22 @@ class Lake(ConfigurableResource):
                 f"{asset_key.to_user_string()}{where} has not been materialized: {path} is missing"
             )
         return pl.read_parquet(path)
+
+    def stored_partitions(self, asset_key: AssetKey, partition_keys: Sequence[str]) -> list[str]:
+        """Which of ``partition_keys`` of the asset are stored, in the order given."""
+        return [key for key in partition_keys if self.dataset_path(asset_key, key).exists()]
+
+    def scan_partitions(self, asset_key: AssetKey, partition_keys: Sequence[str]) -> pl.LazyFrame:
+        """A lazy scan over stored partitions, so a reader pays only for the columns it uses."""
+        missing = sorted(
+            set(partition_keys) - set(self.stored_partitions(asset_key, partition_keys))
+        )
+        if missing or not partition_keys:
+            raise FileNotFoundError(
+                f"{asset_key.to_user_string()} partitions not materialized: "
+                f"{', '.join(missing) or '(none asked for)'}"
+            )
+        return pl.scan_parquet([self.dataset_path(asset_key, key) for key in partition_keys])
 
     def row_count(self, asset_key: AssetKey, partition_key: str | None = None) -> int | None:
         """Rows of a stored partition from the parquet footer, or None if it is not stored."""

@@ -7,6 +7,9 @@ from pathlib import Path
 from dagster import AssetSelection, DagsterInstance, ExecuteInProcessResult, materialize
 
 from platform_assets.definitions import build_definitions, stage_assets
+from resources.clock import Clock
+from resources.feature_store import FEATURE_REPO
+from resources.label_policy import LabelPolicy
 from resources.quality_policy import QualityPolicy
 from resources.source_system import ScenarioConfig, SimulatedSource
 
@@ -14,16 +17,34 @@ from resources.source_system import ScenarioConfig, SimulatedSource
 class LocalPlatform:
     """The code location's assets and checks on a temporary instance and data folder."""
 
-    def __init__(self, instance: DagsterInstance, data_dir: Path, rows_per_day: int = 1_000):
+    def __init__(
+        self,
+        instance: DagsterInstance,
+        data_dir: Path,
+        rows_per_day: int = 1_000,
+        feature_repo: Path = FEATURE_REPO,
+        now: str | None = None,
+        label_delay_days: int = 30,
+    ):
         self.instance = instance
         self.data_dir = data_dir
         self.rows_per_day = rows_per_day
-        self.defs = build_definitions("local", data_dir=data_dir)
+        self.feature_repo = feature_repo
+        self.label_delay_days = label_delay_days
+        self.clock = Clock(frozen_at=now)
+        self.defs = build_definitions("local", data_dir=data_dir, feature_repo=feature_repo)
 
     def resources(self, scenarios: Sequence[ScenarioConfig] = (), **policy) -> dict:
         resources = dict(self.defs.resources)
         resources["source"] = SimulatedSource(
-            rows_per_day=self.rows_per_day, scenarios=list(scenarios)
+            rows_per_day=self.rows_per_day,
+            scenarios=list(scenarios),
+            max_label_delay_days=self.label_delay_days,
+        )
+        resources["clock"] = self.clock
+        # Labels mature when the simulator's last chargeback for a day has arrived.
+        resources["label_policy"] = LabelPolicy(
+            maturity_days=self.label_delay_days, merchant_risk_window_days=self.label_delay_days
         )
         resources["quality_policy"] = QualityPolicy(**{"drift_report_rows": 0, **policy})
         return resources
@@ -37,7 +58,7 @@ class LocalPlatform:
         **policy,
     ) -> ExecuteInProcessResult:
         return materialize(
-            stage_assets(),
+            stage_assets(self.feature_repo),
             selection=selection,
             partition_key=partition_key,
             resources=self.resources(scenarios, **policy),

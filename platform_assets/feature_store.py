@@ -1,0 +1,240 @@
+"""The Feast feature store as assets: the applied registry and the online store.
+
+``feature_store_registry`` applies ``feature_repo/``; its code version is a hash of the
+definition files, so editing a feature view makes Dagster show the registry and everything built
+on it (online store, training sets, models) as stale until they are rebuilt. ``online_features``
+loads what the offline tables gained since its last run into the online store, and its blocking
+check ``training_serving_skew`` proves the two stores agree: the values a model is trained on
+are the values it is served.
+"""
+
+import datetime
+import math
+from pathlib import Path
+
+import polars as pl
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+    asset_check,
+)
+
+from platform_assets.quality import to_markdown
+from resources.clock import Clock
+from resources.feature_store import FEATURE_REPO, FeatureStoreResource, definitions_version
+from resources.lake import Lake
+
+GROUP = "features"
+OWNERS = ["team:ml-platform"]
+FEATURE_STORE_REGISTRY = AssetKey("feature_store_registry")
+SKEW_CHECK = "training_serving_skew"
+# Entities compared by the skew check, and how far back it looks for a day to draw them from.
+SKEW_SAMPLE_SIZE = 200
+SKEW_LOOKBACK_DAYS = 7
+# Floats read back from either store may differ in the last bits only.
+SKEW_RELATIVE_TOLERANCE = 1e-9
+
+
+def build_feature_store_registry(repo_path: Path = FEATURE_REPO) -> AssetsDefinition:
+    """The registry asset for a Feast repository, versioned by the hash of its definitions."""
+
+    @asset(
+        name=FEATURE_STORE_REGISTRY.path[-1],
+        group_name=GROUP,
+        owners=OWNERS,
+        kinds={"feast"},
+        tags={"flywheel/stage": "features"},
+        code_version=definitions_version(repo_path),
+    )
+    def feature_store_registry(
+        context: AssetExecutionContext, feature_store: FeatureStoreResource
+    ) -> MaterializeResult:
+        """The Feast registry as applied from ``feature_repo/``: entities, views, services.
+
+        Materializing it is ``feast apply``. Its code version is the hash of the definitions, so
+        a changed feature view shows every training set and model built before it as stale.
+        """
+        diff = feature_store.apply()
+        context.log.info(f"feast apply:\n{diff}")
+        service = feature_store.service()
+        features = pl.DataFrame(
+            [
+                {"view": projection.name, "feature": feature.name, "type": str(feature.dtype)}
+                for projection in service.feature_view_projections
+                for feature in projection.features
+            ]
+        )
+        return MaterializeResult(
+            data_version=DataVersion(definitions_version(feature_store.repo_path)),
+            metadata={
+                "feature_service": MetadataValue.text(service.name),
+                "features": MetadataValue.md(to_markdown(features, limit=100)),
+                "feature_count": MetadataValue.int(features.height),
+                "changes": MetadataValue.md(f"```\n{diff.strip() or 'no changes'}\n```"),
+                "repository": MetadataValue.path(feature_store.repo_path),
+            },
+        )
+
+    return feature_store_registry
+
+
+@asset(
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"feast", "sqlite"},
+    tags={"flywheel/stage": "features"},
+    code_version="1",
+    deps=[FEATURE_STORE_REGISTRY, AssetKey("customer_features"), AssetKey("merchant_features")],
+)
+def online_features(
+    context: AssetExecutionContext, feature_store: FeatureStoreResource, clock: Clock
+) -> MaterializeResult:
+    """The latest feature values per customer and merchant, served to the scoring endpoint.
+
+    Each run loads only the rows the offline tables gained since the previous one (Feast's
+    incremental materialization, up to the platform clock's now).
+    """
+    end = clock.now()
+    intervals = feature_store.materialize(end)
+    table = pl.DataFrame(
+        [
+            {
+                "view": view,
+                "from": str(interval[0]) if interval else "(already current)",
+                "to": str(interval[1]) if interval else "",
+            }
+            for view, interval in intervals.items()
+        ]
+    )
+    context.log.info(f"materialized up to {end.isoformat()}: {intervals}")
+    return MaterializeResult(
+        metadata={
+            "materialized_until": MetadataValue.timestamp(end),
+            "intervals": MetadataValue.md(to_markdown(table)),
+        }
+    )
+
+
+@asset_check(
+    asset=online_features,
+    name=SKEW_CHECK,
+    blocking=True,
+    description=(
+        "For a sample of recent transactions, every feature of the model's feature service read "
+        "from the online store equals the offline store's value as of the same instant."
+    ),
+)
+def training_serving_skew(
+    context: AssetCheckExecutionContext, feature_store: FeatureStoreResource, lake: Lake
+) -> AssetCheckResult:
+    """Serve and replay the same entities, and compare every feature value by value."""
+    as_of = _materialized_until(feature_store)
+    sample = _skew_sample(lake, as_of)
+    online = feature_store.online_features(sample.drop("event_timestamp").to_dicts())
+    offline = feature_store.historical_features(sample.with_row_index("sample_row")).sort(
+        "sample_row"
+    )
+    mismatches = feature_mismatches(online, offline, feature_store.feature_names())
+    passed = mismatches.is_empty()
+    context.log.info(f"{mismatches.height} mismatching values over {sample.height} entities")
+    return AssetCheckResult(
+        passed=passed,
+        severity=AssetCheckSeverity.ERROR,
+        metadata={
+            "as_of": MetadataValue.timestamp(as_of),
+            "entities_compared": MetadataValue.int(sample.height),
+            "features_compared": MetadataValue.int(len(feature_store.feature_names())),
+            "mismatching_values": MetadataValue.int(mismatches.height),
+            "mismatching_features": MetadataValue.text(
+                ", ".join(mismatches["feature"].unique().sort()) or "none"
+            ),
+            "mismatches": MetadataValue.md(to_markdown(mismatches)),
+        },
+        description=(
+            "online and offline features agree"
+            if passed
+            else f"{mismatches.height} values differ between the online and offline stores"
+        ),
+    )
+
+
+def feature_mismatches(
+    online: pl.DataFrame, offline: pl.DataFrame, features: list[str]
+) -> pl.DataFrame:
+    """Every (row, feature) whose online and offline values differ; nulls equal only nulls.
+
+    Args:
+        online: One row per entity row, in the order asked.
+        offline: The same rows, in the same order.
+        features: The columns to compare.
+    """
+    rows = []
+    for feature in features:
+        for row, (served, trained) in enumerate(
+            zip(online[feature].to_list(), offline[feature].to_list(), strict=True)
+        ):
+            if not _same(served, trained):
+                rows.append(
+                    {
+                        "feature": feature,
+                        "customer_id": online["customer_id"][row],
+                        "merchant_id": online["merchant_id"][row],
+                        "online": str(served),
+                        "offline": str(trained),
+                    }
+                )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "feature": pl.String,
+            "customer_id": pl.Int64,
+            "merchant_id": pl.Int64,
+            "online": pl.String,
+            "offline": pl.String,
+        },
+    )
+
+
+def _same(served: object, trained: object) -> bool:
+    if isinstance(served, float) and isinstance(trained, float | int):
+        return math.isclose(served, trained, rel_tol=SKEW_RELATIVE_TOLERANCE)
+    return served == trained
+
+
+def _materialized_until(feature_store: FeatureStoreResource) -> datetime.datetime:
+    """The instant up to which every view of the online store was last loaded."""
+    ends = [view.most_recent_end_time for view in feature_store.store().list_feature_views()]
+    if not ends or any(end is None for end in ends):
+        raise RuntimeError("the online store has never been materialized: run online_features")
+    return min(end for end in ends if end is not None)
+
+
+def _skew_sample(lake: Lake, as_of: datetime.datetime) -> pl.DataFrame:
+    """Recent real transactions as entity rows (keys and request fields), scored at ``as_of``."""
+    key = AssetKey("validated_transactions")
+    recent = [
+        (as_of.date() - datetime.timedelta(days=back)).isoformat()
+        for back in range(1, SKEW_LOOKBACK_DAYS + 1)
+    ]
+    stored = lake.stored_partitions(key, recent)
+    if not stored:
+        raise FileNotFoundError(
+            f"no validated_transactions in the {SKEW_LOOKBACK_DAYS} days before {as_of}"
+        )
+    transactions = lake.read_dataset(key, stored[0])
+    return transactions.sample(min(SKEW_SAMPLE_SIZE, transactions.height), seed=0).select(
+        "customer_id",
+        "merchant_id",
+        "amount",
+        "country",
+        transaction_epoch_s=pl.lit(int(as_of.timestamp()), dtype=pl.Int64),
+        event_timestamp=pl.lit(as_of, dtype=pl.Datetime("us", "UTC")),
+    )

@@ -1,0 +1,146 @@
+"""Feature tables: the parquet sources of the Feast feature views, one file per day.
+
+Each day is computed from validated transactions only (quarantined rows never become features)
+and depends on the trailing days its windows reach back over, so a new day costs one day's
+computation and never rewrites history. Missing history (a halted day, or the days before the
+lake was filled) is named in the metadata rather than hidden: the windows then see less.
+"""
+
+import datetime
+from typing import Any
+
+import polars as pl
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from platform_assets import feature_engineering
+from platform_assets.datasets import dataset_output
+from platform_assets.partitions import FIRST_BUSINESS_DAY, daily_partitions, partition_day
+from resources.label_policy import DEFAULT_MATURITY_DAYS, DEFAULT_RISK_WINDOW_DAYS, LabelPolicy
+from resources.lake import Lake
+
+GROUP = "features"
+OWNERS = ["team:ml-platform"]
+VALIDATED_TRANSACTIONS = AssetKey("validated_transactions")
+FRAUD_LABELS = AssetKey("fraud_labels")
+# How far back a merchant row reads, under the default label policy (shown as lineage in the UI).
+MERCHANT_HISTORY_OFFSET = -(DEFAULT_MATURITY_DAYS + DEFAULT_RISK_WINDOW_DAYS - 1)
+EMPTY_LABELS = pl.LazyFrame(
+    schema={"transaction_id": pl.Int64, "reported_at": pl.Datetime("us", "UTC")}
+)
+
+
+def _history(
+    context: AssetExecutionContext, lake: Lake, asset_key: AssetKey, days: list[datetime.date]
+) -> tuple[pl.LazyFrame | None, dict[str, Any]]:
+    """Scan the stored partitions of ``days`` (from the first business day on), None if none is.
+
+    The metadata names the missing days. The partition's own day of transactions must be stored.
+    """
+    wanted = [day.isoformat() for day in days if day.isoformat() >= FIRST_BUSINESS_DAY]
+    stored = lake.stored_partitions(asset_key, wanted)
+    if context.partition_key not in stored and asset_key == VALIDATED_TRANSACTIONS:
+        raise FileNotFoundError(
+            f"validated_transactions {context.partition_key} is not materialized; "
+            "ingest the day (or clear its halt) first"
+        )
+    missing = sorted(set(wanted) - set(stored))
+    if missing:
+        context.log.warning(
+            f"{asset_key.to_user_string()}: {len(missing)} history day(s) not stored, the "
+            f"windows see less: {', '.join(missing)}"
+        )
+    metadata = {
+        f"{asset_key.path[-1]}_days_read": MetadataValue.int(len(stored)),
+        f"{asset_key.path[-1]}_days_missing": MetadataValue.text(", ".join(missing) or "none"),
+    }
+    return (lake.scan_partitions(asset_key, stored) if stored else None), metadata
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"polars", "parquet", "feast"},
+    tags={"flywheel/stage": "features"},
+    code_version="1",
+    deps=[
+        AssetDep(
+            VALIDATED_TRANSACTIONS,
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=-feature_engineering.CUSTOMER_HISTORY.days,
+                allow_nonexistent_upstream_partitions=True,
+            ),
+        )
+    ],
+)
+def customer_features(context: AssetExecutionContext, lake: Lake):
+    """Each transaction's customer behaviour right after it, the customer's velocity signal.
+
+    Counts and amounts over the last 1 h, 24 h, 7 and 30 days, distinct merchants, home country
+    and the time of the payment. The source of Feast's ``customer_behaviour`` view
+    (``feature_repo/fraud_detection.py``).
+    """
+    day = partition_day(context.partition_key)
+    history, metadata = _history(
+        context, lake, VALIDATED_TRANSACTIONS, feature_engineering.customer_history_days([day])
+    )
+    assert history is not None  # the partition's own day is stored, or _history raised
+    rows = feature_engineering.customer_features(history, [day])
+    return dataset_output(
+        rows, customers=MetadataValue.int(rows["customer_id"].n_unique()), **metadata
+    )
+
+
+@asset(
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"polars", "parquet", "feast"},
+    tags={"flywheel/stage": "features"},
+    code_version="1",
+    deps=[
+        AssetDep(
+            key,
+            partition_mapping=TimeWindowPartitionMapping(
+                start_offset=MERCHANT_HISTORY_OFFSET, allow_nonexistent_upstream_partitions=True
+            ),
+        )
+        for key in (VALIDATED_TRANSACTIONS, FRAUD_LABELS)
+    ],
+)
+def merchant_features(context: AssetExecutionContext, lake: Lake, label_policy: LabelPolicy):
+    """Each merchant at the end of the day: its volume and how often it is charged back.
+
+    Volume over the last day and week, and the share of its matured transactions (older than
+    the label window) that were charged back. The source of Feast's ``merchant_risk`` view;
+    young transactions are left out of the rate, their chargebacks may still be on the way.
+    """
+    day = partition_day(context.partition_key)
+    days = feature_engineering.merchant_history_days(
+        [day], label_policy.maturity_days, label_policy.merchant_risk_window_days
+    )
+    transactions, metadata = _history(context, lake, VALIDATED_TRANSACTIONS, days)
+    labels, label_metadata = _history(context, lake, FRAUD_LABELS, days)
+    assert transactions is not None  # the partition's own day is stored, or _history raised
+    rows = feature_engineering.merchant_features(
+        transactions,
+        EMPTY_LABELS if labels is None else labels,
+        [day],
+        label_policy.maturity_days,
+        label_policy.merchant_risk_window_days,
+    )
+    return dataset_output(
+        rows,
+        merchants_with_matured_labels=MetadataValue.int(
+            rows.filter(pl.col("merchant_matured_txn_count") > 0).height
+        ),
+        **metadata,
+        **label_metadata,
+    )

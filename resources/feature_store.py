@@ -1,0 +1,214 @@
+"""The Feast feature store as a Dagster resource: apply, materialize, retrieve.
+
+Dagster drives Feast through its Python API, on the repository in ``feature_repo/``, which stays a
+plain Feast repository (``feast -c feature_repo plan`` and ``apply`` keep working). The resource
+adds what a shared code location needs: the store's files follow the data folder it is given, so
+tests and ``make dev`` each get their own registry and online store; and the definitions are
+read fresh on every apply with the lake the resource points at.
+
+Feast is imported inside the methods: importing it costs seconds, and ``dagster dev`` imports
+this module on every reload of the code location.
+"""
+
+import contextlib
+import datetime
+import hashlib
+import io
+import os
+import re
+import runpy
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import yaml
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore
+    from feast.repo_config import RepoConfig
+    from feast.repo_contents import RepoContents
+
+FEATURE_REPO = Path(__file__).resolve().parents[1] / "feature_repo"
+# The variable the definitions in feature_repo/ read their lake from.
+LAKE_ROOT_VARIABLE = "FLYWHEEL_LAKE_ROOT"
+# Files whose content defines the features; their hash is the registry asset's code version.
+DEFINITION_PATTERNS = ("*.py", "*.yaml", ".feastignore")
+# Feast colours its apply report for a terminal; the UI shows it as plain text.
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def definitions_version(repo_path: str | Path = FEATURE_REPO) -> str:
+    """A short hash of every definition file in the repository, path and content.
+
+    It changes with any edit of a view, source, service or store configuration, and only then.
+    """
+    root = Path(repo_path)
+    files = sorted({path for pattern in DEFINITION_PATTERNS for path in root.glob(pattern)})
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class FeatureStoreResource(ConfigurableResource):
+    """Flywheel's Feast repository, bound to one lake and one registry and online store.
+
+    Attributes:
+        repo_path: The Feast repository (``feature_repo/``).
+        config_file: Which store configuration of the repository to use.
+        lake_root: Where the feature assets write the views' parquet sources.
+        state_dir: Local only: the folder for the file registry and the SQLite online store,
+            replacing the configuration's default under ``.flywheel/data``. Leave empty to keep
+            the configuration's (in production: the SQL registry and Redis).
+        feature_service: The service that defines the model's features.
+    """
+
+    repo_path: str = Field(default=str(FEATURE_REPO), description="The Feast repository.")
+    config_file: str = Field(
+        default="feature_store.yaml",
+        description="Store configuration in the repository (feature_store.prod.yaml in prod).",
+    )
+    lake_root: str = Field(description="Lake folder holding the feature views' parquet sources.")
+    state_dir: str | None = Field(
+        default=None, description="Local folder for the registry and SQLite online store."
+    )
+    feature_service: str = Field(
+        default="fraud_model_v1", description="The feature service the model uses."
+    )
+    _store: Any = PrivateAttr(default=None)
+
+    def repo_config(self) -> "RepoConfig":
+        """The store configuration, environment variables expanded, paths moved to state_dir."""
+        from feast.repo_config import RepoConfig
+
+        text = Path(self.repo_path, self.config_file).read_text(encoding="utf-8")
+        raw = yaml.safe_load(os.path.expandvars(text))
+        if self.state_dir:
+            state = Path(self.state_dir)
+            state.mkdir(parents=True, exist_ok=True)
+            raw["registry"] = {**raw["registry"], "path": str(state / "registry.db")}
+            raw["online_store"] = {**raw["online_store"], "path": str(state / "online_store.db")}
+        config = RepoConfig(**raw)
+        config.repo_path = Path(self.repo_path)
+        return config
+
+    def store(self) -> "FeatureStore":
+        """The Feast ``FeatureStore``, built once per resource instance."""
+        if self._store is None:
+            from feast import FeatureStore
+
+            self._store = FeatureStore(config=self.repo_config())
+        return self._store
+
+    def definitions(self) -> "RepoContents":
+        """Every Feast object the repository defines, read fresh against this lake.
+
+        Feast's own ``parse_repo`` imports the files as modules, which Python caches; reading
+        each file anew means a changed definition (or another lake) is always what gets applied.
+        """
+        from feast import Entity, FeatureService, FeatureView, OnDemandFeatureView, Project
+        from feast.data_source import DataSource
+        from feast.repo_contents import RepoContents
+        from feast.repo_operations import get_repo_files
+
+        kinds = (DataSource, Entity, FeatureView, OnDemandFeatureView, FeatureService, Project)
+        found: dict[type, list[Any]] = {kind: [] for kind in kinds}
+        with _environment({LAKE_ROOT_VARIABLE: self.lake_root}):
+            for path in get_repo_files(Path(self.repo_path)):
+                for value in runpy.run_path(str(path)).values():
+                    for kind, objects in found.items():
+                        if isinstance(value, kind) and not any(value is o for o in objects):
+                            objects.append(value)
+        # As `feast apply` does: without a Project object, the configuration's project is used.
+        return RepoContents(
+            projects=found[Project] or [Project(name=self.store().project)],
+            data_sources=found[DataSource],
+            feature_views=found[FeatureView],
+            on_demand_feature_views=found[OnDemandFeatureView],
+            stream_feature_views=[],
+            label_views=[],
+            entities=found[Entity],
+            feature_services=found[FeatureService],
+            permissions=[],
+        )
+
+    def apply(self) -> str:
+        """Apply the repository exactly as ``feast apply`` does; return Feast's report of it."""
+        from feast.repo_operations import apply_total_with_repo_instance
+
+        store = self.store()
+        report = io.StringIO()
+        with contextlib.redirect_stdout(report):
+            apply_total_with_repo_instance(
+                store, store.project, store.registry, self.definitions(), False
+            )
+        return _ANSI_ESCAPE.sub("", report.getvalue())
+
+    def service(self) -> "FeatureService":
+        """The model's feature service, as applied."""
+        return self.store().get_feature_service(self.feature_service)
+
+    def feature_names(self) -> list[str]:
+        """The service's feature columns, in order, as retrieval returns them."""
+        return [
+            feature.name
+            for projection in self.service().feature_view_projections
+            for feature in projection.features
+        ]
+
+    def materialize(self, end: datetime.datetime) -> dict[str, tuple[datetime.datetime, ...]]:
+        """Load every view's rows newer than its last materialization, up to ``end``.
+
+        This is ``materialize_incremental`` with the platform's clock: Feast's own starts a
+        never-materialized view at the wall clock minus its TTL, which misses every row of a
+        simulated or replayed past.
+
+        Returns:
+            Each view's materialized interval (start, end), or () when it was already current.
+        """
+        store = self.store()
+        intervals: dict[str, tuple[datetime.datetime, ...]] = {}
+        for view in store.list_feature_views():
+            start = view.most_recent_end_time or end - (view.ttl or datetime.timedelta(0))
+            if start >= end:
+                intervals[view.name] = ()
+                continue
+            store.materialize(start_date=start, end_date=end, feature_views=[view.name])
+            intervals[view.name] = (start, end)
+        return intervals
+
+    def historical_features(self, entities: pl.DataFrame) -> pl.DataFrame:
+        """The service's features for each entity row, as of its ``event_timestamp``.
+
+        Args:
+            entities: ``customer_id``, ``merchant_id``, ``event_timestamp`` (UTC) and the
+                request fields of the on-demand view; other columns pass through.
+        """
+        job = self.store().get_historical_features(
+            entity_df=entities.to_pandas(), features=self.service()
+        )
+        return pl.from_arrow(job.to_arrow())  # type: ignore[return-value]
+
+    def online_features(self, rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
+        """The service's latest features for each row of entity keys and request fields."""
+        response = self.store().get_online_features(features=self.service(), entity_rows=list(rows))
+        return pl.DataFrame(response.to_dict())
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of a block, then restore them."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

@@ -1,0 +1,118 @@
+"""Unit tests of the feature computations on hand-built transactions."""
+
+import datetime
+
+import polars as pl
+import pytest
+
+from platform_assets import feature_engineering as fe
+from platform_assets.training_set import TrainingSetConfig, labelled_transactions, matured_days
+
+pytestmark = pytest.mark.unit
+
+UTC = datetime.UTC
+
+
+def at(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def transactions(*rows: tuple) -> pl.LazyFrame:
+    return pl.LazyFrame(
+        [
+            {
+                "transaction_id": number,
+                "customer_id": customer,
+                "merchant_id": merchant,
+                "amount": amount,
+                "country": country,
+                "event_timestamp": at(when),
+            }
+            for number, (customer, merchant, amount, country, when) in enumerate(rows, start=1)
+        ],
+        schema_overrides={"event_timestamp": pl.Datetime("us", "UTC")},
+    )
+
+
+def test_customer_windows_end_at_and_include_each_transaction():
+    history = transactions(
+        (1, 10, 10.0, "FR", "2026-01-01T12:00:00"),  # history only: the day before
+        (1, 10, 20.0, "US", "2026-01-02T10:00:00"),
+        (1, 11, 30.0, "US", "2026-01-02T10:30:00"),
+        (1, 10, 60.0, "US", "2026-01-02T11:15:00"),
+        (2, 12, 5.0, "GB", "2026-01-02T09:00:00"),
+    )
+    rows = fe.customer_features(history, [datetime.date(2026, 1, 2)])
+    assert rows.schema == fe.CUSTOMER_FEATURE_SCHEMA
+    first = rows.filter(pl.col("customer_id") == 1).sort(fe.TIMESTAMP)
+    assert first["txn_count_1h"].to_list() == [1, 2, 2]
+    assert first["txn_count_24h"].to_list() == [2, 3, 4]
+    assert first["amount_sum_1h"].to_list() == [20.0, 50.0, 90.0]
+    assert first["distinct_merchants_24h"].to_list() == [1, 2, 2]
+    assert first["amount_max_30d"].to_list() == [20.0, 30.0, 60.0]
+    assert first["amount_mean_30d"][-1] == pytest.approx(30.0)
+    # Home country comes from the days before: the customer's one earlier payment was in FR.
+    assert set(first["home_country"]) == {"FR"}
+    assert first["last_transaction_epoch_s"][0] == int(at("2026-01-02T10:00:00").timestamp())
+    # No earlier history: no home country yet; no rows for the history day itself.
+    assert rows.filter(pl.col("customer_id") == 2)["home_country"].to_list() == [None]
+    assert rows[fe.TIMESTAMP].dt.date().unique().to_list() == [datetime.date(2026, 1, 2)]
+
+
+def test_merchant_chargeback_rate_counts_matured_transactions_only():
+    history = transactions(
+        (1, 7, 10.0, "US", "2026-01-01T10:00:00"),  # matured by the end of 01-05 (3 days)
+        (2, 7, 10.0, "US", "2026-01-02T10:00:00"),  # matured
+        (3, 7, 10.0, "US", "2026-01-04T10:00:00"),  # young: its chargeback may still come
+    )
+    chargebacks = pl.LazyFrame(
+        {
+            "transaction_id": [1, 3],
+            "reported_at": [at("2026-01-03T08:00:00"), at("2026-01-05T08:00:00")],
+        },
+        schema_overrides={"reported_at": pl.Datetime("us", "UTC")},
+    )
+    rows = fe.merchant_features(
+        history, chargebacks, [datetime.date(2026, 1, 5)], maturity_days=3, risk_window_days=5
+    )
+    assert rows.schema == fe.MERCHANT_FEATURE_SCHEMA
+    row = rows.row(0, named=True)
+    assert row[fe.TIMESTAMP] == at("2026-01-06T00:00:00")
+    assert row["merchant_matured_txn_count"] == 2
+    assert row["merchant_chargeback_rate"] == pytest.approx(0.5)
+    assert row["merchant_txn_count_7d"] == 3
+    assert row["merchant_txn_count_24h"] == 0
+
+
+def test_merchant_without_matured_transactions_has_no_rate():
+    rows = fe.merchant_features(
+        transactions((1, 7, 10.0, "US", "2026-01-05T10:00:00")),
+        pl.LazyFrame(schema={"transaction_id": pl.Int64, "reported_at": pl.Datetime("us", "UTC")}),
+        [datetime.date(2026, 1, 5)],
+        maturity_days=3,
+        risk_window_days=5,
+    )
+    assert rows["merchant_matured_txn_count"].to_list() == [0]
+    assert rows["merchant_chargeback_rate"].to_list() == [None]
+
+
+def test_training_days_refuse_labels_that_have_not_matured():
+    now = at("2026-01-14T06:00:00")
+    assert matured_days(TrainingSetConfig(days=3), now, maturity_days=3) == [
+        datetime.date(2026, 1, 8),
+        datetime.date(2026, 1, 9),
+        datetime.date(2026, 1, 10),
+    ]
+    with pytest.raises(ValueError, match="last_day 2026-01-11 is too recent"):
+        matured_days(TrainingSetConfig(last_day="2026-01-11"), now, maturity_days=3)
+
+
+def test_entity_rows_ask_just_before_the_transaction_and_carry_the_label():
+    history = transactions(
+        (1, 7, 10.0, "US", "2026-01-01T10:00:00"), (2, 7, 12.0, "US", "2026-01-01T11:00:00")
+    )
+    chargebacks = pl.LazyFrame({"transaction_id": [2]})
+    rows = labelled_transactions(history, chargebacks).sort("transaction_id")
+    assert rows["is_fraud"].to_list() == [False, True]
+    assert rows["event_timestamp"][0] == at("2026-01-01T09:59:59.999999")
+    assert rows["transaction_epoch_s"][0] == int(at("2026-01-01T10:00:00").timestamp())

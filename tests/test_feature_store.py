@@ -1,0 +1,154 @@
+"""The Feast repository on a real store under tmp_path: point-in-time joins, TTLs, configs.
+
+Feature rows are written by hand into a temporary lake, so every expected value is known: a
+value written after a transaction must never reach that transaction's row.
+"""
+
+import datetime
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from platform_assets import feature_engineering as fe
+from resources.feature_store import FEATURE_REPO, FeatureStoreResource, definitions_version
+
+pytestmark = pytest.mark.asset_graph
+
+UTC = datetime.UTC
+
+
+def at(text: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+def customer_row(customer: int, when: str, txn_count_24h: int, amount_mean: float) -> dict:
+    row = dict.fromkeys(fe.CUSTOMER_FEATURE_SCHEMA.names())
+    return row | {
+        "customer_id": customer,
+        fe.TIMESTAMP: at(when),
+        "txn_count_24h": txn_count_24h,
+        "amount_mean_30d": amount_mean,
+        "home_country": "US",
+        "last_transaction_epoch_s": int(at(when).timestamp()),
+    }
+
+
+def merchant_row(merchant: int, when: str, rate: float) -> dict:
+    row = dict.fromkeys(fe.MERCHANT_FEATURE_SCHEMA.names())
+    return row | {"merchant_id": merchant, fe.TIMESTAMP: at(when), "merchant_chargeback_rate": rate}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> FeatureStoreResource:
+    root = tmp_path_factory.mktemp("feast")
+    lake = root / "lake"
+    customers = pl.DataFrame(
+        [
+            customer_row(1, "2026-01-05T10:00:00", 1, 10.0),
+            customer_row(1, "2026-01-05T12:00:00", 2, 20.0),
+            customer_row(1, "2026-01-20T09:00:00", 3, 30.0),  # written long after
+            customer_row(2, "2025-11-01T09:00:00", 9, 90.0),  # older than the 30-day TTL
+        ],
+        schema=fe.CUSTOMER_FEATURE_SCHEMA,
+    )
+    merchants = pl.DataFrame(
+        [merchant_row(7, "2026-01-05T00:00:00", 0.1), merchant_row(7, "2026-01-06T00:00:00", 0.5)],
+        schema=fe.MERCHANT_FEATURE_SCHEMA,
+    )
+    for name, frame in (("customer_features", customers), ("merchant_features", merchants)):
+        (lake / name).mkdir(parents=True)
+        frame.write_parquet(lake / name / "hand-built.parquet")
+    feature_store = FeatureStoreResource(lake_root=str(lake), state_dir=str(root / "state"))
+    feature_store.apply()
+    return feature_store
+
+
+def entity(customer: int, when: str, amount: float = 40.0) -> dict:
+    return {
+        "customer_id": customer,
+        "merchant_id": 7,
+        "amount": amount,
+        "country": "FR",
+        "transaction_epoch_s": int(at(when).timestamp()),
+        fe.TIMESTAMP: at(when),
+    }
+
+
+def test_a_value_written_after_the_transaction_never_reaches_its_row(store):
+    asked = [
+        entity(1, "2026-01-05T11:59:59"),  # between the first two rows
+        entity(1, "2026-01-05T12:00:00"),  # exactly at the second row: it is known
+        entity(1, "2026-01-19T23:00:00"),  # the third row is written a day later
+        entity(1, "2026-01-05T09:00:00"),  # before any row
+    ]
+    rows = store.historical_features(
+        pl.DataFrame(asked)
+        .with_row_index("asked")
+        .with_columns(pl.col(fe.TIMESTAMP).cast(pl.Datetime("us", "UTC")))
+    ).sort("asked")
+    assert rows["txn_count_24h"].to_list() == [1, 2, 2, None]
+    # Merchant rows are end-of-day snapshots: the 01-06 row is unknown until 01-06 00:00, and
+    # by 01-19 it is past the view's 7-day TTL.
+    assert rows["merchant_chargeback_rate"].to_list() == [0.1, 0.1, None, 0.1]
+    # The on-demand view runs on the joined values and the request's own fields.
+    assert rows["amount_to_customer_mean"].to_list() == [4.0, 2.0, 2.0, None]
+    assert rows["is_foreign"].to_list() == [1, 1, 1, None]
+    assert rows["hour_of_day"].to_list() == [11, 12, 23, 9]
+    assert rows["seconds_since_last_transaction"][0] == 2 * 3600 - 1
+
+
+def test_ttls_behave_as_configured(store):
+    asked = pl.DataFrame(
+        [
+            entity(2, "2025-11-30T09:00:00"),  # 29 days after customer 2's row: within 30 days
+            entity(2, "2025-12-02T09:00:00"),  # 31 days after: expired
+            entity(1, "2026-01-12T23:00:00"),  # merchant row from 01-06: within 7 days
+            entity(1, "2026-01-13T00:00:01"),  # merchant row 7 days and a second old: expired
+        ]
+    ).with_row_index("asked")
+    rows = store.historical_features(
+        asked.with_columns(pl.col(fe.TIMESTAMP).cast(pl.Datetime("us", "UTC")))
+    ).sort("asked")
+    assert rows["txn_count_24h"].to_list() == [9, None, 2, 2]
+    assert rows["merchant_chargeback_rate"].to_list() == [None, None, 0.5, None]
+
+
+def test_the_service_lists_every_view_and_the_on_demand_features(store):
+    names = store.feature_names()
+    assert set(fe.CUSTOMER_FEATURE_SCHEMA.names()) - {"customer_id", fe.TIMESTAMP} <= set(names)
+    assert set(fe.MERCHANT_FEATURE_SCHEMA.names()) - {"merchant_id", fe.TIMESTAMP} <= set(names)
+    assert {"amount_to_customer_mean", "hour_of_day", "is_foreign"} <= set(names)
+
+
+def test_reapplying_unchanged_definitions_changes_nothing(store):
+    changes = store.apply()
+    assert "Created" not in changes
+    assert "Deleted" not in changes
+    assert "Updated" not in changes
+
+
+def test_the_production_configuration_parses(monkeypatch):
+    monkeypatch.setenv("FLYWHEEL_FEAST_REGISTRY_URL", "postgresql+psycopg://feast@db/feast")
+    monkeypatch.setenv("FLYWHEEL_REDIS_CONNECTION", "redis:6379,ssl=true")
+    config = FeatureStoreResource(
+        config_file="feature_store.prod.yaml", lake_root="/lake"
+    ).repo_config()
+    assert config.registry.registry_type == "sql"
+    assert config.registry.path == "postgresql+psycopg://feast@db/feast"
+    assert config.online_store.type == "redis"
+    assert config.online_store.connection_string == "redis:6379,ssl=true"
+    assert config.offline_store.type == "duckdb"
+
+
+def test_the_definitions_version_follows_every_definition_file(tmp_path: Path):
+    copy = tmp_path / "feature_repo"
+    copy.mkdir()
+    for name in ("fraud_detection.py", "feature_store.yaml", ".feastignore"):
+        (copy / name).write_bytes((FEATURE_REPO / name).read_bytes())
+    before = definitions_version(copy)
+    (copy / "README.md").write_text("prose is not a definition")
+    assert definitions_version(copy) == before
+    definitions = copy / "fraud_detection.py"
+    definitions.write_text(definitions.read_text().replace("days=30", "days=29"))
+    assert definitions_version(copy) != before
