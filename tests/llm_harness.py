@@ -6,9 +6,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from dagster import (
+    AssetCheckKey,
     AssetSelection,
     DagsterInstance,
+    Definitions,
     ExecuteInProcessResult,
+    evaluate_automation_conditions,
     load_asset_checks_from_modules,
     load_assets_from_modules,
     materialize,
@@ -87,6 +90,25 @@ class LLMStack:
             resources=self.resources,
             instance=instance,
             run_config=run_config,
+            raise_on_error=False,
+        )
+
+    def automation(self, instance: DagsterInstance, cursor=None):
+        """One tick of the LLM group's declarative automation (what llm_automation_sensor does)."""
+        defs = Definitions(assets=load_assets_from_modules(LLM_MODULES), resources=self.resources)
+        return evaluate_automation_conditions(
+            defs, instance, AssetSelection.groups("llm"), cursor=cursor
+        )
+
+    def materialize_checks(
+        self, instance: DagsterInstance, *checks: AssetCheckKey
+    ) -> ExecuteInProcessResult:
+        """Run asset checks on their own, against what is stored."""
+        return materialize(
+            [*load_assets_from_modules(LLM_MODULES), *load_asset_checks_from_modules(LLM_MODULES)],
+            selection=AssetSelection.checks(*checks),
+            resources=self.resources,
+            instance=instance,
             raise_on_error=False,
         )
 

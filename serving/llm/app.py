@@ -17,7 +17,8 @@ from typing import Any
 
 import uvicorn
 from dagster import build_resources as initialize
-from fastapi import FastAPI, HTTPException, Response
+from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from resources.environments import build_resources, current_environment
@@ -50,6 +51,12 @@ class Feedback(BaseModel):
 def create_app(gateway: Gateway, use_cases: list[str]) -> FastAPI:
     """The HTTP face of ``gateway``: OpenAI-compatible chat, models, feedback, health."""
     app = FastAPI(title="Flywheel LLM gateway")
+
+    @app.exception_handler(HTTPException)
+    def openai_error(request: Request, error: HTTPException) -> JSONResponse:
+        """Errors in OpenAI's shape, so OpenAI clients show the message."""
+        body = {"error": {"message": error.detail, "type": "invalid_request_error", "code": None}}
+        return JSONResponse(body, status_code=error.status_code)
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
