@@ -81,15 +81,16 @@ class LLMStack:
         return build_gateway(self.ns, GatewaySettings(**settings), now=self.time)
 
     def materialize(
-        self, instance: DagsterInstance, *keys: str, run_config: dict | None = None
+        self, instance: DagsterInstance, *keys: str | AssetCheckKey
     ) -> ExecuteInProcessResult:
-        """Materialize LLM assets (and their checks) on ``instance``, errors kept in the result."""
+        """Materialize LLM assets with their checks (or run checks alone, given check keys)."""
+        assets = [k for k in keys if isinstance(k, str)]
+        checks = [k for k in keys if isinstance(k, AssetCheckKey)]
         return materialize(
             [*load_assets_from_modules(LLM_MODULES), *load_asset_checks_from_modules(LLM_MODULES)],
-            selection=AssetSelection.assets(*keys),
+            selection=AssetSelection.assets(*assets) | AssetSelection.checks(*checks),
             resources=self.resources,
             instance=instance,
-            run_config=run_config,
             raise_on_error=False,
         )
 
@@ -98,18 +99,6 @@ class LLMStack:
         defs = Definitions(assets=load_assets_from_modules(LLM_MODULES), resources=self.resources)
         return evaluate_automation_conditions(
             defs, instance, AssetSelection.groups("llm"), cursor=cursor
-        )
-
-    def materialize_checks(
-        self, instance: DagsterInstance, *checks: AssetCheckKey
-    ) -> ExecuteInProcessResult:
-        """Run asset checks on their own, against what is stored."""
-        return materialize(
-            [*load_assets_from_modules(LLM_MODULES), *load_asset_checks_from_modules(LLM_MODULES)],
-            selection=AssetSelection.checks(*checks),
-            resources=self.resources,
-            instance=instance,
-            raise_on_error=False,
         )
 
     def edit_prompt(self, label: str, old: str, new: str) -> None:

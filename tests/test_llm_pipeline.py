@@ -158,9 +158,7 @@ def test_an_index_left_behind_past_its_slo_fails_the_check_and_alerts(stack, ins
     late = START + datetime.timedelta(minutes=20)
     stack.resources["clock"] = Clock(frozen_at=late.isoformat())
 
-    result = stack.materialize_checks(
-        instance, AssetCheckKey(AssetKey("rag_index"), INDEX_LAG_CHECK)
-    )
+    result = stack.materialize(instance, AssetCheckKey(AssetKey("rag_index"), INDEX_LAG_CHECK))
 
     evaluation = result.get_asset_check_evaluations()[0]
     assert not evaluation.passed
