@@ -106,8 +106,8 @@ ASSETS_AND_AUTOMATION = """{
   } } }
 }"""
 
-FRESHNESS_RUNS = """{
-  runsOrError(filter: {tags: [{key: "flywheel/trigger", value: "freshness"}]}) {
+RUNS_TRIGGERED_BY = """{
+  runsOrError(filter: {tags: [{key: "flywheel/trigger", value: "%s"}]}) {
     ... on Runs { results { status tags { key value } } } }
 }"""
 
@@ -128,19 +128,29 @@ def test_make_dev_serves_the_code_location_with_automation_on(
     }
     assert checks["contract"] and checks["volume"] and checks["distribution_drift"]
     assert {s["name"]: s["sensorState"]["status"] for s in repository["sensors"]} == {
-        "raw_transactions_freshness_sensor": "RUNNING"
+        "raw_transactions_freshness_sensor": "RUNNING",
+        "rag_index_freshness_sensor": "RUNNING",
+        "prompt_change_sensor": "RUNNING",
+        "llm_automation_sensor": "RUNNING",
     }
     assert {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]} == {
         "daily_ingestion_schedule": "RUNNING"
     }
 
-    def succeeded_runs() -> list[dict[str, Any]]:
-        runs = dev_server.graphql(FRESHNESS_RUNS)["runsOrError"]["results"]
+    def succeeded_runs(trigger: str = "freshness") -> list[dict[str, Any]]:
+        runs = dev_server.graphql(RUNS_TRIGGERED_BY % trigger)["runsOrError"]["results"]
         return [r for r in runs if r["status"] == "SUCCESS"]
 
     runs = _wait_for(
         "a successful run launched by the freshness sensor", FIRST_RUNS_SECONDS, succeeded_runs
     )
+    # With no key and no network, the RAG index builds itself from the shipped corpus.
+    _wait_for(
+        "a successful rag_index run launched by its freshness sensor",
+        FIRST_RUNS_SECONDS,
+        lambda: succeeded_runs("corpus_changed"),
+    )
+    assert (tmp_path / "data" / "llm" / "rag_index" / "index_state.json").is_file()
     partitions = {t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition"}
     assert partitions, runs
     for day in partitions:  # the instance and the lake are this test's, not the project's
