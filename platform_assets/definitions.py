@@ -30,20 +30,21 @@ from resources.feature_store import FEATURE_REPO
 from sensors.ingestion import daily_ingestion_schedule, raw_transactions_freshness_sensor
 from sensors.llm import llm_automation_sensor, prompt_change_sensor, rag_index_freshness_sensor
 
-ASSET_MODULES = (ingestion, baseline, features, feature_store, training_set)
+ASSET_MODULES = (ingestion, baseline, features)
 ASSET_MODULES += (prompts, rag_index, llm_evaluation, llm_costs)
-CHECK_MODULES = (ingestion_checks, feature_store, rag_index)
+CHECK_MODULES = (ingestion_checks, rag_index)
 
 
 def stage_assets(feature_repo: Path = FEATURE_REPO) -> list:
     """The assets and asset checks of every stage, not yet bound to resources.
 
     Args:
-        feature_repo: The Feast repository whose definitions version the registry asset.
+        feature_repo: The Feast repository whose definitions version the feature store assets.
     """
     return [
         *load_assets_from_modules(list(ASSET_MODULES)),
-        feature_store.build_feature_store_registry(feature_repo),
+        *feature_store.build_feature_store_assets(feature_repo),
+        training_set.build_training_set(feature_repo),
         *load_asset_checks_from_modules(list(CHECK_MODULES)),
     ]
 

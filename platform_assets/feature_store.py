@@ -19,7 +19,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
-    AssetsDefinition,
     DataVersion,
     MaterializeResult,
     MetadataValue,
@@ -43,57 +42,36 @@ SKEW_LOOKBACK_DAYS = 7
 SKEW_RELATIVE_TOLERANCE = 1e-9
 
 
-def build_feature_store_registry(repo_path: Path = FEATURE_REPO) -> AssetsDefinition:
-    """The registry asset for a Feast repository, versioned by the hash of its definitions."""
+def feature_store_registry(
+    context: AssetExecutionContext, feature_store: FeatureStoreResource
+) -> MaterializeResult:
+    """The Feast registry as applied from ``feature_repo/``: entities, views, services.
 
-    @asset(
-        name=FEATURE_STORE_REGISTRY.path[-1],
-        group_name=GROUP,
-        owners=OWNERS,
-        kinds={"feast"},
-        tags={"flywheel/stage": "features"},
-        code_version=definitions_version(repo_path),
+    Materializing it is ``feast apply``. Its code version is the hash of the definitions, so a
+    changed feature view shows it, the online store and the training set as stale.
+    """
+    diff = feature_store.apply()
+    context.log.info(f"feast apply:\n{diff}")
+    service = feature_store.service()
+    features = pl.DataFrame(
+        [
+            {"view": projection.name, "feature": feature.name, "type": str(feature.dtype)}
+            for projection in service.feature_view_projections
+            for feature in projection.features
+        ]
     )
-    def feature_store_registry(
-        context: AssetExecutionContext, feature_store: FeatureStoreResource
-    ) -> MaterializeResult:
-        """The Feast registry as applied from ``feature_repo/``: entities, views, services.
-
-        Materializing it is ``feast apply``. Its code version is the hash of the definitions, so
-        a changed feature view shows every training set and model built before it as stale.
-        """
-        diff = feature_store.apply()
-        context.log.info(f"feast apply:\n{diff}")
-        service = feature_store.service()
-        features = pl.DataFrame(
-            [
-                {"view": projection.name, "feature": feature.name, "type": str(feature.dtype)}
-                for projection in service.feature_view_projections
-                for feature in projection.features
-            ]
-        )
-        return MaterializeResult(
-            data_version=DataVersion(definitions_version(feature_store.repo_path)),
-            metadata={
-                "feature_service": MetadataValue.text(service.name),
-                "features": MetadataValue.md(to_markdown(features, limit=100)),
-                "feature_count": MetadataValue.int(features.height),
-                "changes": MetadataValue.md(f"```\n{diff.strip() or 'no changes'}\n```"),
-                "repository": MetadataValue.path(feature_store.repo_path),
-            },
-        )
-
-    return feature_store_registry
+    return MaterializeResult(
+        data_version=DataVersion(definitions_version(feature_store.repo_path)),
+        metadata={
+            "feature_service": MetadataValue.text(service.name),
+            "features": MetadataValue.md(to_markdown(features, limit=100)),
+            "feature_count": MetadataValue.int(features.height),
+            "changes": MetadataValue.md(f"```\n{diff.strip() or 'no changes'}\n```"),
+            "repository": MetadataValue.path(feature_store.repo_path),
+        },
+    )
 
 
-@asset(
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"feast", "sqlite"},
-    tags={"flywheel/stage": "features"},
-    code_version="1",
-    deps=[FEATURE_STORE_REGISTRY, AssetKey("customer_features"), AssetKey("merchant_features")],
-)
 def online_features(
     context: AssetExecutionContext, feature_store: FeatureStoreResource, clock: Clock
 ) -> MaterializeResult:
@@ -123,15 +101,6 @@ def online_features(
     )
 
 
-@asset_check(
-    asset=online_features,
-    name=SKEW_CHECK,
-    blocking=True,
-    description=(
-        "For a sample of recent transactions, every feature of the model's feature service read "
-        "from the online store equals the offline store's value as of the same instant."
-    ),
-)
 def training_serving_skew(
     context: AssetCheckExecutionContext, feature_store: FeatureStoreResource, lake: Lake
 ) -> AssetCheckResult:
@@ -164,6 +133,39 @@ def training_serving_skew(
             else f"{mismatches.height} values differ between the online and offline stores"
         ),
     )
+
+
+def build_feature_store_assets(repo_path: Path = FEATURE_REPO) -> list:
+    """The registry, the online store and its skew check for a Feast repository.
+
+    Their code versions carry the hash of the repository's definitions: the registry applies
+    them and the online store materializes them, so a changed view marks both stale.
+    """
+    version = definitions_version(repo_path)
+    common = {
+        "group_name": GROUP,
+        "owners": OWNERS,
+        "tags": {"flywheel/stage": "features"},
+    }
+    registry = asset(
+        name=FEATURE_STORE_REGISTRY.path[-1], kinds={"feast"}, code_version=version, **common
+    )(feature_store_registry)
+    online = asset(
+        kinds={"feast", "sqlite"},
+        code_version=f"1-{version}",
+        deps=[FEATURE_STORE_REGISTRY, AssetKey("customer_features"), AssetKey("merchant_features")],
+        **common,
+    )(online_features)
+    skew = asset_check(
+        asset=online,
+        name=SKEW_CHECK,
+        blocking=True,
+        description=(
+            "For a sample of recent transactions, every feature of the model's feature service "
+            "read from the online store equals the offline store's value as of the same instant."
+        ),
+    )(training_serving_skew)
+    return [registry, online, skew]
 
 
 def feature_mismatches(

@@ -8,15 +8,23 @@ has not arrived yet.
 """
 
 import datetime
+from pathlib import Path
 
 import polars as pl
-from dagster import AssetExecutionContext, AssetKey, Config, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Config,
+    MetadataValue,
+    asset,
+)
 from pydantic import Field
 
 from platform_assets.datasets import dataset_output
 from platform_assets.feature_store import FEATURE_STORE_REGISTRY
 from resources.clock import Clock
-from resources.feature_store import FeatureStoreResource, definitions_version
+from resources.feature_store import FEATURE_REPO, FeatureStoreResource, definitions_version
 from resources.label_policy import LabelPolicy
 from resources.lake import Lake
 
@@ -73,20 +81,6 @@ def labelled_transactions(transactions: pl.LazyFrame, chargebacks: pl.LazyFrame)
     )
 
 
-@asset(
-    group_name="features",
-    owners=["team:ml-platform"],
-    kinds={"feast", "polars", "parquet"},
-    tags={"flywheel/stage": "features"},
-    code_version="1",
-    deps=[
-        FEATURE_STORE_REGISTRY,
-        AssetKey("customer_features"),
-        AssetKey("merchant_features"),
-        VALIDATED_TRANSACTIONS,
-        FRAUD_LABELS,
-    ],
-)
 def training_set(
     context: AssetExecutionContext,
     config: TrainingSetConfig,
@@ -133,3 +127,25 @@ def training_set(
             definitions_version(feature_store.repo_path)
         ),
     )
+
+
+def build_training_set(repo_path: Path = FEATURE_REPO) -> AssetsDefinition:
+    """The training set asset for a Feast repository.
+
+    Its code version carries the hash of the feature definitions, since the point-in-time join
+    runs them: a changed view marks the training set (and every model on it) stale.
+    """
+    return asset(
+        group_name="features",
+        owners=["team:ml-platform"],
+        kinds={"feast", "polars", "parquet"},
+        tags={"flywheel/stage": "features"},
+        code_version=f"1-{definitions_version(repo_path)}",
+        deps=[
+            FEATURE_STORE_REGISTRY,
+            AssetKey("customer_features"),
+            AssetKey("merchant_features"),
+            VALIDATED_TRANSACTIONS,
+            FRAUD_LABELS,
+        ],
+    )(training_set)

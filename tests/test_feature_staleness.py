@@ -1,5 +1,9 @@
 """Changing a feature definition shows what was built on it as stale, as the UI reports it.
 
+The registry, the online store and the training set carry the definitions' hash in their code
+versions, so an edit marks them stale at once; once the registry is applied again, Dagster's
+data versions mark what reads it stale too (models, in the training stage).
+
 The code location runs out of process, as under ``dagster dev``, and is asked through the same
 GraphQL API the UI uses; after a definition file changes, it is loaded again.
 """
@@ -77,16 +81,18 @@ def test_changing_a_feature_definition_marks_downstream_stale(tmp_path: Path):
         )
         changed = staleness(location_file, instance)
         # Applying the changed repository (materializing the stale registry) gives it a new
-        # data version, which everything built on the old definitions is then stale against.
+        # data version, which what was built on the old definitions is then stale against.
         reloaded = LocalPlatform(
             instance, data, rows_per_day=200, feature_repo=repo, now="2026-01-03T06:00:00+00:00"
         )
         assert reloaded.materialize(AssetSelection.assets("feature_store_registry")).success
         applied = staleness(location_file, instance)
 
-    status, causes, _ = changed["feature_store_registry"]
-    assert status == "STALE"
-    assert {"category": "CODE", "reason": "has a new code version"}.items() <= causes[0].items()
+    code_change = {"category": "CODE", "reason": "has a new code version"}
+    for key in ("feature_store_registry", "online_features"):
+        status, causes, _ = changed[key]
+        assert status == "STALE"
+        assert code_change.items() <= causes[0].items()
     assert applied["feature_store_registry"][0] == "FRESH"
     status, causes, _ = applied["online_features"]
     assert status == "STALE"
