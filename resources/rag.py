@@ -26,6 +26,10 @@ _TABLE = "chunks"
 _STATE = "index_state.json"
 
 
+class IndexNotBuilt(FileNotFoundError):
+    """The index was never synced, so there is nothing to retrieve from."""
+
+
 @dataclass(frozen=True)
 class Document:
     """One corpus document as read now."""
@@ -226,7 +230,10 @@ class VectorIndex(ConfigurableResource):
         """A reader for queries; it keeps the table open, as the gateway does between requests."""
         state = self.state()
         if state is None:
-            raise FileNotFoundError(f"the RAG index at {self.uri} has not been built yet")
+            raise IndexNotBuilt(
+                f"the RAG index at {self.uri} has not been built yet: materialize rag_index "
+                "(make dev does it by itself within a minute of starting)"
+            )
         if state["model"] != embedder.model_id:
             raise ValueError(
                 f"the RAG index was embedded with {state['model']}, not {embedder.model_id}; "

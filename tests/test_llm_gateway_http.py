@@ -7,6 +7,7 @@ import httpx
 import openai
 import pytest
 import uvicorn
+from fastapi.testclient import TestClient
 from llm_harness import USE_CASE, LLMStack
 
 from serving.llm.app import create_app
@@ -79,3 +80,16 @@ def test_bad_requests_get_clear_errors(served):
         )
     missing = httpx.post(f"{url}/v1/feedback", json={"request_id": "nope", "success": True})
     assert missing.status_code == 404 and "nope" in missing.text
+
+
+def test_before_the_index_is_built_the_gateway_says_what_to_do(tmp_path):
+    stack = LLMStack(tmp_path)
+    client = TestClient(create_app(stack.gateway(), [USE_CASE]))
+
+    response = client.post(
+        "/v1/chat/completions",
+        json={"model": USE_CASE, "messages": [{"role": "user", "content": "Who approves?"}]},
+    )
+
+    assert response.status_code == 503
+    assert "materialize rag_index" in response.json()["error"]["message"]

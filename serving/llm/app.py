@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from resources.environments import build_resources, current_environment
 from resources.llm_providers import AllProvidersFailed
+from resources.rag import IndexNotBuilt
 from serving.llm.gateway import Gateway, GatewaySettings, build_gateway
 
 
@@ -78,7 +79,7 @@ def create_app(gateway: Gateway, use_cases: list[str]) -> FastAPI:
             raise HTTPException(422, "messages: at least one message with role 'user' is needed")
         try:
             result = gateway.answer(questions[-1], request.model, request.user or "anonymous")
-        except AllProvidersFailed as error:
+        except (AllProvidersFailed, IndexNotBuilt) as error:
             raise HTTPException(503, str(error)) from error
         response.headers["x-flywheel-cache"] = "hit" if result.cache_hit else "miss"
         response.headers["x-flywheel-variant"] = result.variant
