@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import numpy as np
-
+from resources.embeddings import HashingEmbedder
 from resources.text import approximate_tokens
 
 FAULTS = ("429", "500", "503", "timeout", "spike")
+_EMBEDDER = HashingEmbedder(dimensions=256)
 
 
 class LoopbackProvider:
@@ -99,10 +99,10 @@ class LoopbackProvider:
     def _reply(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         if path.endswith("/embeddings"):
             texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
-            rng = np.random.default_rng(len(texts))
+            vectors = _EMBEDDER.embed(texts)  # deterministic, so retrieval over it works
             data = [
-                {"object": "embedding", "index": i, "embedding": rng.normal(size=8).tolist()}
-                for i in range(len(texts))
+                {"object": "embedding", "index": i, "embedding": vector.tolist()}
+                for i, vector in enumerate(vectors)
             ]
             tokens = sum(approximate_tokens(t) for t in texts)
             return {
