@@ -184,15 +184,19 @@ class CircuitBreaker:
         self._lock = threading.Lock()
 
     def allows(self, provider: str) -> bool:
-        """Whether a request may go to ``provider`` now (open breakers say no until cooled)."""
-        with self._lock:
-            return self.now() >= self._open_until.get(provider, float("-inf"))
+        """Whether a request may go to ``provider`` now.
 
-    def open_until(self, provider: str) -> float | None:
-        """When the breaker of ``provider`` closes again, if it is open."""
+        Closed: yes. Open: no, until the cooldown has passed; then exactly one caller gets a yes
+        (the trial) and the breaker stays open for everyone else until that trial reports.
+        """
         with self._lock:
             until = self._open_until.get(provider)
-            return until if until is not None and until > self.now() else None
+            if until is None:
+                return True
+            if self.now() < until:
+                return False
+            self._open_until[provider] = self.now() + self.cooldown_seconds  # trial in flight
+            return True
 
     def succeeded(self, provider: str) -> None:
         """A request went through: close the breaker."""

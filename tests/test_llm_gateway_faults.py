@@ -7,10 +7,11 @@ the model, endpoint and use case that incurred them; budget alerts fire.
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from llm_harness import USE_CASE, LLMStack, priced
+from llm_harness import USE_CASE, FakeTime, LLMStack, priced
 
 from platform_assets.llm_costs import BUDGET_CHECK
 from resources.llm_ledger import LLMLedger
+from resources.llm_providers import CircuitBreaker
 from serving.llm.loopback import LoopbackProvider
 
 pytestmark = pytest.mark.unit
@@ -138,6 +139,25 @@ def test_an_open_breaker_skips_the_provider_until_its_cooldown_has_passed(tmp_pa
         }
     assert after.provider == "primary", "after the cooldown the trial request closed the breaker"
     assert primary.requests() == 3
+
+
+def test_the_breaker_opens_on_the_threshold_and_lets_one_trial_through_after_cooling():
+    time = FakeTime()
+    breaker = CircuitBreaker(failure_threshold=2, cooldown_seconds=30, now=time)
+
+    breaker.failed("p")
+    assert breaker.allows("p"), "one failure is under the threshold"
+    breaker.failed("p")
+    assert not breaker.allows("p")
+    time.advance(30)
+    assert [breaker.allows("p"), breaker.allows("p")] == [True, False], "a single trial"
+    breaker.failed("p")
+    time.advance(29)
+    assert not breaker.allows("p"), "a failed trial opens it for a whole cooldown again"
+    time.advance(1)
+    assert breaker.allows("p")
+    breaker.succeeded("p")
+    assert breaker.allows("p") and breaker.allows("p"), "a good trial closes it"
 
 
 def test_a_retry_after_longer_than_the_cooldown_is_honoured(tmp_path):

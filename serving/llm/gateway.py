@@ -25,6 +25,9 @@ from resources.rag import IndexReader, VectorIndex
 from serving.llm.ab import assign
 from serving.llm.cache import SemanticCache, calibrate_threshold, load_pairs
 
+# What a use case serves: production prompt, approved candidate (or None), candidate's share.
+Served = tuple[PromptVersion, PromptVersion | None, float]
+
 
 @dataclass
 class GatewayAnswer:
@@ -70,8 +73,7 @@ class Gateway:
         self.reload_seconds = reload_seconds
         self.now = now
         self._reader: IndexReader | None = None
-        self._served: dict[str, tuple[float, tuple[PromptVersion, PromptVersion | None, float]]]
-        self._served = {}
+        self._served: dict[str, tuple[float, Served]] = {}
         self._checked_index = float("-inf")
         self._lock = threading.Lock()
 
@@ -84,7 +86,7 @@ class Gateway:
                 self._checked_index = self.now()
             return self._reader
 
-    def served(self, use_case: str) -> tuple[PromptVersion, PromptVersion | None, float]:
+    def served(self, use_case: str) -> Served:
         """The released prompts of ``use_case``, re-read at most every ``reload_seconds``."""
         with self._lock:
             cached = self._served.get(use_case)
