@@ -9,6 +9,7 @@ follows by declarative automation.
 
 import functools
 import hashlib
+from pathlib import Path
 
 import polars as pl
 from dagster import DataVersion, MaterializeResult, MetadataValue, asset
@@ -48,19 +49,15 @@ def prompt_registry(context, prompts: PromptRegistry, clock: Clock) -> Materiali
                 "version": p.version,
                 "model": p.model,
                 "parameters": ", ".join(f"{k}={v}" for k, v in sorted(p.parameters.items())),
-                "file": p.source.rsplit("/", 2)[-2] + "/" + p.source.rsplit("/", 1)[-1],
+                "file": "/".join(Path(p.source).parts[-2:]),
             }
             for labels in current.values()
             for p in labels.values()
         ]
     )
     history = pl.DataFrame(list(reversed(prompts.history())))
-    fingerprint = ",".join(
-        f"{u}/{lbl}={v}"
-        for u, lbl, v in versions.select("use_case", "label", "version")
-        .sort("use_case", "label")
-        .iter_rows()
-    )
+    pointers = versions.select("use_case", "label", "version").sort("use_case", "label")
+    fingerprint = ",".join(f"{u}/{label}={v}" for u, label, v in pointers.iter_rows())
     return MaterializeResult(
         data_version=DataVersion(hashlib.sha256(fingerprint.encode()).hexdigest()[:16]),
         metadata={

@@ -69,7 +69,13 @@ def test_a_prompt_change_triggers_the_evaluation_which_blocks_a_worse_candidate(
     assert request.asset_selection == [AssetKey("prompt_registry")]
     assert request.tags["flywheel/prompts"] == f"{USE_CASE}/candidate"
 
-    assert stack.materialize(instance, "prompt_registry").success
+    registry = stack.materialize(instance, "prompt_registry")
+    assert registry.success
+    history = registry.asset_materializations_for_node("prompt_registry")[0].metadata
+    worse = stack.resources["prompts"].current()[USE_CASE]["candidate"].version
+    lines = history["label_history"].value.splitlines()
+    assert f"| candidate | {worse} |" in lines[2], "the newest label move is listed first"
+    assert f"| candidate | {released_before} |" in "\n".join(lines[3:]), "the old one stays"
     after_registry = stack.automation(instance, cursor=settled.cursor)
     # Eager automation asks for the evaluation and the release together, in one run.
     assert requested(after_registry) == {"llm_eval_report", "prompt_release"}
@@ -82,7 +88,6 @@ def test_a_prompt_change_triggers_the_evaluation_which_blocks_a_worse_candidate(
     next_tick = stack.automation(instance, cursor=after_registry.cursor)
     assert "prompt_release" not in requested(next_tick), "and it stays held on later ticks"
 
-    worse = stack.resources["prompts"].current()[USE_CASE]["candidate"].version
     gateway = stack.gateway()
     served = {
         gateway.answer("Who approves refunds?", USE_CASE, f"u{n}").prompt_version
