@@ -169,9 +169,14 @@ def llm_eval_report(
         ledger=ledger,
         cache=SemanticCache(threshold=1.0, ttl_seconds=0.0),
     )
+    recorded = prompts.current()
+    if not recorded:
+        raise ValueError(
+            f"no prompt version recorded in {prompts.store_dir}: materialize prompt_registry"
+        )
     summaries, details, failures, verdicts = [], [], [], []
     try:
-        for use_case, labels in sorted(prompts.current().items()):
+        for use_case, labels in sorted(recorded.items()):
             golden = load_golden(config.golden_dir, use_case)
             figures = {}
             for label, prompt in sorted(labels.items()):

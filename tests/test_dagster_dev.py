@@ -106,6 +106,11 @@ ASSETS_AND_AUTOMATION = """{
   } } }
 }"""
 
+LATEST_MATERIALIZATION = """{
+  assetOrError(assetKey: {path: ["%s"]}) { ... on Asset { assetMaterializations(limit: 1) {
+    runId } } }
+}"""
+
 RUNS_TRIGGERED_BY = """{
   runsOrError(filter: {tags: [{key: "flywheel/trigger", value: "%s"}]}) {
     ... on Runs { results { status tags { key value } } } }
@@ -151,6 +156,15 @@ def test_make_dev_serves_the_code_location_with_automation_on(
         lambda: succeeded_runs("corpus_changed"),
     )
     assert (tmp_path / "data" / "llm" / "rag_index" / "index_state.json").is_file()
+    # ... and llm_automation_sensor (on by default) evaluates the prompts and releases them.
+    _wait_for(
+        "prompt_release materialized by declarative automation",
+        FIRST_RUNS_SECONDS,
+        lambda: dev_server.graphql(LATEST_MATERIALIZATION % "prompt_release")["assetOrError"][
+            "assetMaterializations"
+        ],
+    )
+    assert (tmp_path / "data" / "llm" / "prompt_registry" / "release.json").is_file()
     partitions = {t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition"}
     assert partitions, runs
     for day in partitions:  # the instance and the lake are this test's, not the project's
