@@ -170,3 +170,15 @@ def test_an_index_left_behind_past_its_slo_fails_the_check_and_alerts(stack, ins
     assert evaluation.metadata["lag_seconds"].value == 1200
     assert evaluation.metadata["stale_documents"].value == ["refunds.md"]
     assert stack.resources["alerter"].read()[0]["title"] == "rag_index is behind its freshness SLO"
+
+
+def test_a_new_index_version_triggers_the_evaluation_too(stack, instance):
+    assert stack.materialize(instance, *LLM_ASSETS).success
+    settled = stack.automation(instance)
+    path = stack.corpus_dir / "escalation.md"
+    stack.edit_document("escalation.md", path.read_text().replace("15 minutes", "10 minutes"))
+
+    assert stack.materialize(instance, "rag_index").success
+    tick = stack.automation(instance, cursor=settled.cursor)
+
+    assert requested(tick) == {"llm_eval_report", "prompt_release"}
