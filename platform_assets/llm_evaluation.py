@@ -2,11 +2,12 @@
 
 ``llm_eval_report`` answers each golden question through the gateway's own request path (no
 cache) with the production and the candidate prompt, and measures retrieval recall@k (did the
-expected documents come back), answer correctness (does the answer state every required fact:
-a deterministic substring check), latency and cost. It runs by declarative automation whenever
-the recorded prompts or the index change. Its blocking ``candidate_gate`` check fails when the
-candidate is worse than production on correctness or recall, or below the correctness floor;
-``prompt_release`` then does not run, and the gateway gives the candidate no traffic.
+expected documents come back) and hit@1 (was one of them first), answer correctness (does the
+answer state every required fact: a deterministic substring check), latency and cost. It runs
+by declarative automation whenever the recorded prompts or the index change. Its blocking
+``candidate_gate`` check fails when the candidate is worse than production on correctness or
+recall, or below the correctness floor; ``prompt_release`` then does not run, and the gateway
+gives the candidate no traffic.
 """
 
 import json
@@ -89,6 +90,7 @@ def evaluate_prompt(
                 "question": item["question"],
                 "correct": all(fact.lower() in text for fact in item["facts"]),
                 "recall": len(found) / len(item["docs"]),
+                "top_hit": bool(answer.sources) and answer.sources[0] in item["docs"],
                 "latency_ms": answer.latency_ms,
                 "cost_usd": answer.cost_usd,
                 "model": answer.model,
@@ -99,6 +101,7 @@ def evaluate_prompt(
     summary = {
         "correctness": sum(row["correct"] for row in rows) / len(rows),
         "recall_at_k": sum(row["recall"] for row in rows) / len(rows),
+        "hit_at_1": sum(row["top_hit"] for row in rows) / len(rows),
         "latency_p50_ms": float(np.percentile(latencies, 50)),
         "latency_p95_ms": float(np.percentile(latencies, 95)),
         "cost_usd": sum(row["cost_usd"] for row in rows),
@@ -206,6 +209,7 @@ def llm_eval_report(
         "version",
         "correctness",
         "recall_at_k",
+        "hit_at_1",
         "latency_p50_ms",
         "latency_p95_ms",
         "cost_usd",
