@@ -19,6 +19,8 @@ from dagster import (
     AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
+    AssetSelection,
+    AutomationCondition,
     DataVersion,
     MaterializeResult,
     MetadataValue,
@@ -38,6 +40,21 @@ SKEW_CHECK = "training_serving_skew"
 # Entities compared by the skew check, and how far back it looks for a day to draw them from.
 SKEW_SAMPLE_SIZE = 200
 SKEW_LOOKBACK_DAYS = 7
+# `feast apply` on first start (a failed apply waits for a person) and after every change of
+# the definitions.
+APPLY_ON_CHANGE = (
+    (AutomationCondition.missing() & ~AutomationCondition.execution_failed())
+    | AutomationCondition.code_version_changed().since(
+        AutomationCondition.newly_requested() | AutomationCondition.newly_updated()
+    )
+) & ~AutomationCondition.in_progress()
+# Reload the online store when the registry or any day's feature rows change, once a day of
+# rows exists. Eager alone would wait for every upstream partition, which daily history never has.
+LOAD_ON_NEW_ROWS = AutomationCondition.eager().without(
+    ~AutomationCondition.any_deps_missing()
+) & AutomationCondition.any_deps_match(~AutomationCondition.missing()).allow(
+    AssetSelection.assets("customer_features")
+)
 # Floats read back from either store may differ in the last bits only.
 SKEW_RELATIVE_TOLERANCE = 1e-9
 
@@ -148,11 +165,16 @@ def build_feature_store_assets(repo_path: Path = FEATURE_REPO) -> list:
         "tags": {"flywheel/stage": "features"},
     }
     registry = asset(
-        name=FEATURE_STORE_REGISTRY.path[-1], kinds={"feast"}, code_version=version, **common
+        name=FEATURE_STORE_REGISTRY.path[-1],
+        kinds={"feast"},
+        code_version=version,
+        automation_condition=APPLY_ON_CHANGE,
+        **common,
     )(feature_store_registry)
     online = asset(
         kinds={"feast", "sqlite"},
         code_version=f"1-{version}",
+        automation_condition=LOAD_ON_NEW_ROWS,
         deps=[FEATURE_STORE_REGISTRY, AssetKey("customer_features"), AssetKey("merchant_features")],
         **common,
     )(online_features)
@@ -160,6 +182,8 @@ def build_feature_store_assets(repo_path: Path = FEATURE_REPO) -> list:
         asset=online,
         name=SKEW_CHECK,
         blocking=True,
+        # Runs with every (automated) load of the online store, in the same run.
+        automation_condition=AutomationCondition.eager(),
         description=(
             "For a sample of recent transactions, every feature of the model's feature service "
             "read from the online store equals the offline store's value as of the same instant."

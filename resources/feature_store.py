@@ -171,8 +171,14 @@ class FeatureStoreResource(ConfigurableResource):
             Each view's materialized interval (start, end), or () when it was already current.
         """
         store = self.store()
+        views = store.list_feature_views()
+        if not views:
+            raise LookupError(
+                f"the Feast registry of project {store.project!r} has no feature views: "
+                "materialize feature_store_registry (feast apply) first"
+            )
         intervals: dict[str, tuple[datetime.datetime, ...]] = {}
-        for view in store.list_feature_views():
+        for view in views:
             start = view.most_recent_end_time or end - (view.ttl or datetime.timedelta(0))
             if start >= end:
                 intervals[view.name] = ()

@@ -35,9 +35,15 @@ FRESHNESS_LOOKBACK_DAYS = 7
 
 ingestion_job = define_asset_job(
     "ingestion_job",
-    selection=AssetSelection.groups("ingestion"),
+    # The day's feature rows are computed as soon as the day passes its checks, so the online
+    # store and training sets never wait for a second trigger.
+    selection=AssetSelection.groups("ingestion")
+    | AssetSelection.assets("customer_features", "merchant_features"),
     partitions_def=daily_partitions,
-    description="Fetch, check and split one day of transactions, and fetch that day's labels.",
+    description=(
+        "Fetch, check and split one day of transactions, fetch that day's labels, and compute "
+        "the day's customer and merchant feature rows."
+    ),
 )
 
 daily_ingestion_schedule = build_schedule_from_partitioned_job(

@@ -30,7 +30,7 @@ from resources.rag import CorpusFolder, VectorIndex, corpus_version, index_lag
 
 RAG_INDEX = AssetKey("rag_index")
 PROMPT_REGISTRY = AssetKey("prompt_registry")
-AUTOMATED_GROUPS = ("llm",)
+AUTOMATED_GROUPS = ("llm", "features")
 
 llm_automation_sensor = AutomationConditionSensorDefinition(
     "llm_automation_sensor",
