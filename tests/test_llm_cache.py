@@ -112,3 +112,16 @@ def test_a_hit_costs_nothing_and_records_what_it_saved(tmp_path):
     calls = gateway.ledger.calls()
     assert paid.cost_usd > 0 and free.cost_usd == 0
     assert calls["saved_usd"].to_list() == [0.0, pytest.approx(paid.cost_usd)]
+
+
+def test_production_and_candidate_keep_their_own_entries_during_an_ab_test(stack, instance):
+    released = ("prompt_registry", "rag_index", "llm_eval_report", "prompt_release")
+    assert stack.materialize(instance, *released).success
+    gateway = stack.gateway()
+    users = {gateway.answer(ASKED, USE_CASE, f"u{n}").variant: f"u{n}" for n in range(60)}
+    assert set(users) == {"production", "candidate"}
+
+    again = {variant: gateway.answer(ASKED, USE_CASE, user) for variant, user in users.items()}
+
+    assert all(answer.cache_hit for answer in again.values())
+    assert again["production"].prompt_version != again["candidate"].prompt_version

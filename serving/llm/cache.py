@@ -52,11 +52,13 @@ class SemanticCache:
         ttl_seconds: float,
         now: Callable[[], float] = time.monotonic,
         max_entries_per_scope: int = 10_000,
+        max_scopes_per_use_case: int = 4,
     ):
         self.threshold = threshold
         self.ttl_seconds = ttl_seconds
         self.now = now
         self.max_entries_per_scope = max_entries_per_scope
+        self.max_scopes_per_use_case = max_scopes_per_use_case
         self._entries: dict[Scope, list[CacheEntry]] = {}
         self._vectors: dict[Scope, np.ndarray] = {}
         self._lock = threading.Lock()
@@ -89,12 +91,22 @@ class SemanticCache:
         payload: dict[str, Any],
         cost_usd: float,
     ) -> None:
-        """Keep an answer; entries of other versions of the same use case are dropped."""
+        """Keep an answer, and drop scopes that can no longer be asked for.
+
+        A use case's scopes on an older index are dropped at once. Several prompt versions of a
+        use case are live together (production and candidate in an A/B test), so those are
+        kept, up to ``max_scopes_per_use_case``, the least recently filled going first.
+        """
         entry = CacheEntry(question, guards(question), payload, cost_usd, self.now())
         with self._lock:
-            for other in [s for s in self._entries if s[0] == scope[0] and s != scope]:
+            siblings = [s for s in self._entries if s[0] == scope[0] and s != scope]
+            stale = [s for s in siblings if s[2] != scope[2]]
+            live = [s for s in siblings if s[2] == scope[2]]
+            stale += live[: max(0, len(live) + 1 - self.max_scopes_per_use_case)]
+            for other in stale:
                 del self._entries[other], self._vectors[other]
-            entries = self._entries.setdefault(scope, [])
+            entries = self._entries.pop(scope, [])
+            self._entries[scope] = entries  # re-inserted: dict order is the fill order
             rows = self._vectors.get(scope, np.zeros((0, vector.shape[0]), dtype=np.float32))
             if len(entries) >= self.max_entries_per_scope:
                 entries.pop(0)
