@@ -247,8 +247,10 @@ class ProviderChain:
     def complete(self, call: ChatCall) -> Completion:
         """Answer ``call``; AllProvidersFailed only if every provider, the last too, failed."""
         attempts: list[Attempt] = []
+        last_resort = self.providers[-1]
         for provider, model in self.order(call.model):
-            if not self.breaker.allows(provider.name):
+            # The last resort is never cooled down: that is what makes a request never lost.
+            if provider is not last_resort and not self.breaker.allows(provider.name):
                 attempts.append(Attempt(provider.name, model, "cooldown", 0.0))
                 continue
             retry_after: list[float | None] = [None]
@@ -283,7 +285,8 @@ class ProviderChain:
             try:
                 reply = retrying(once)
             except Exception:
-                self.breaker.failed(provider.name, retry_after[0])
+                if provider is not last_resort:
+                    self.breaker.failed(provider.name, retry_after[0])
                 continue
             self.breaker.succeeded(provider.name)
             return Completion(reply, provider.name, model, attempts)

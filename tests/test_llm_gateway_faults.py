@@ -11,7 +11,13 @@ from llm_harness import USE_CASE, FakeTime, LLMStack, priced
 
 from platform_assets.llm_costs import BUDGET_CHECK
 from resources.llm_ledger import LLMLedger
-from resources.llm_providers import CircuitBreaker
+from resources.llm_providers import (
+    AllProvidersFailed,
+    ChatCall,
+    CircuitBreaker,
+    ProviderChain,
+    Reply,
+)
 from serving.llm.loopback import LoopbackProvider
 
 pytestmark = pytest.mark.unit
@@ -241,3 +247,31 @@ def test_budget_alerts_fire_when_spend_passes_the_daily_budget(tmp_path, instanc
     assert alerts[0]["severity"] == "error" and "200%" in alerts[0]["title"]
     by_model = result.asset_materializations_for_node("llm_cost_report")[0].metadata["by_model"]
     assert "gpt-4o-mini" in by_model.value
+
+
+class _Flaky:
+    """A last-resort provider that fails a given number of times, then answers."""
+
+    name = "embedded"
+    models = ("flywheel-extractive",)
+
+    def __init__(self, failures: int):
+        self.failures = failures
+
+    def complete(self, call, model):
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("broken request")
+        return Reply("answered", 1, 1)
+
+
+def test_the_last_resort_is_never_cooled_down():
+    chain = ProviderChain(
+        [_Flaky(failures=5)], CircuitBreaker(1, 3600, FakeTime()), attempts_per_provider=1
+    )
+    call = ChatCall(messages=[{"role": "user", "content": "q"}], model="flywheel-extractive")
+
+    for _ in range(5):
+        with pytest.raises(AllProvidersFailed):
+            chain.complete(call)
+    assert chain.complete(call).reply.text == "answered"
