@@ -99,10 +99,10 @@ def training_set(
     stored = lake.stored_partitions(VALIDATED_TRANSACTIONS, keys)
     if not stored:
         raise FileNotFoundError(f"no validated_transactions stored for {keys[0]}..{keys[-1]}")
-    # Labels of day D's transactions are reported on days D+1 .. D+maturity_days.
+    # Labels of day D's transactions are reported on days D .. D+maturity_days.
     report_days = [
         (days[0] + datetime.timedelta(days=n)).isoformat()
-        for n in range(1, (days[-1] - days[0]).days + label_policy.maturity_days + 1)
+        for n in range((days[-1] - days[0]).days + label_policy.maturity_days + 1)
     ]
     entities = labelled_transactions(
         lake.scan_partitions(VALIDATED_TRANSACTIONS, stored),

@@ -89,7 +89,7 @@ def test_training_set_holds_matured_transactions_with_point_in_time_features(pla
     )
     assert rows.height == validated.height
     charged = pl.concat(
-        pl.read_parquet(lake / "fraud_labels" / f"{day}.parquet") for day in days("2026-01-05", 9)
+        pl.read_parquet(lake / "fraud_labels" / f"{day}.parquet") for day in days("2026-01-04", 10)
     )
     expected_frauds = validated.join(charged, on="transaction_id", how="semi").height
     assert rows["is_fraud"].sum() == expected_frauds > 0
