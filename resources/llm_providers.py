@@ -244,6 +244,25 @@ class ProviderChain:
         others = [(p, p.models[0]) for p in self.providers if model not in p.models]
         return serving + others
 
+    @staticmethod
+    def _try(
+        provider: Provider,
+        model: str,
+        call: ChatCall,
+        attempts: list[Attempt],
+        retry_after: list[float | None],
+    ) -> Reply:
+        """One try at one provider, recorded in ``attempts`` whatever its outcome."""
+        started = time.perf_counter()
+        try:
+            reply = provider.complete(call, model)
+        except Exception as error:
+            outcome, _, retry_after[0] = classify(error)
+            attempts.append(Attempt(provider.name, model, outcome, time.perf_counter() - started))
+            raise
+        attempts.append(Attempt(provider.name, model, "ok", time.perf_counter() - started))
+        return reply
+
     def complete(self, call: ChatCall) -> Completion:
         """Answer ``call``; AllProvidersFailed only if every provider, the last too, failed."""
         attempts: list[Attempt] = []
@@ -253,26 +272,7 @@ class ProviderChain:
             if provider is not last_resort and not self.breaker.allows(provider.name):
                 attempts.append(Attempt(provider.name, model, "cooldown", 0.0))
                 continue
-            retry_after: list[float | None] = [None]
-
-            def once(
-                provider: Provider = provider,
-                model: str = model,
-                retry_after: list[float | None] = retry_after,
-            ) -> Reply:
-                started = time.perf_counter()
-                try:
-                    reply = provider.complete(call, model)
-                except Exception as error:
-                    outcome, _, after = classify(error)
-                    retry_after[0] = after
-                    attempts.append(
-                        Attempt(provider.name, model, outcome, time.perf_counter() - started)
-                    )
-                    raise
-                attempts.append(Attempt(provider.name, model, "ok", time.perf_counter() - started))
-                return reply
-
+            retry_after: list[float | None] = [None]  # the last failure's Retry-After
             retrying = Retrying(
                 stop=stop_after_attempt(self.attempts_per_provider),
                 wait=wait_exponential_jitter(
@@ -283,7 +283,7 @@ class ProviderChain:
                 reraise=True,
             )
             try:
-                reply = retrying(once)
+                reply = retrying(self._try, provider, model, call, attempts, retry_after)
             except Exception:
                 if provider is not last_resort:
                     self.breaker.failed(provider.name, retry_after[0])
