@@ -253,9 +253,9 @@ class IndexReader:
     def search(self, query: str, k: int, vector: Any = None) -> list[Passage]:
         """The ``k`` passages closest to ``query`` (cosine); pass ``vector`` if already embedded."""
         vector = self.embedder.embed([query])[0] if vector is None else vector
-        query = self.table.search(vector.tolist()).metric("cosine").limit(k)
+        nearest = self.table.search(vector.tolist()).metric("cosine").limit(k)
         # Leaving the vectors out of the result makes a query a third faster.
-        hits = query.select(["doc_id", "chunk_id", "text", "_distance"]).to_list()
+        hits = nearest.select(["doc_id", "chunk_id", "text", "_distance"]).to_list()
         return [
             Passage(h["doc_id"], h["chunk_id"], h["text"], round(1.0 - h["_distance"], 6))
             for h in hits
