@@ -78,6 +78,10 @@ def test_bad_requests_get_clear_errors(served):
         client.chat.completions.create(
             model=USE_CASE, messages=[{"role": "system", "content": "hi"}]
         )
+    with pytest.raises(openai.BadRequestError, match="streaming is not supported"):
+        client.chat.completions.create(
+            model=USE_CASE, messages=[{"role": "user", "content": "hi"}], stream=True
+        )
     missing = httpx.post(f"{url}/v1/feedback", json={"request_id": "nope", "success": True})
     assert missing.status_code == 404 and "nope" in missing.text
 

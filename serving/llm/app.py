@@ -40,6 +40,7 @@ class ChatRequest(BaseModel):
     model: str
     messages: list[ChatMessage]
     user: str | None = None
+    stream: bool = False
 
 
 class Feedback(BaseModel):
@@ -74,6 +75,8 @@ def create_app(gateway: Gateway, use_cases: list[str]) -> FastAPI:
     def chat(request: ChatRequest, response: Response) -> dict[str, Any]:
         if request.model not in use_cases:
             raise HTTPException(404, f"model (use case) {request.model!r}: one of {use_cases}")
+        if request.stream:
+            raise HTTPException(400, "stream: streaming is not supported; send stream=false")
         questions = [m.content for m in request.messages if m.role == "user"]
         if not questions:
             raise HTTPException(422, "messages: at least one message with role 'user' is needed")
