@@ -24,7 +24,12 @@ from pydantic import Field
 from platform_assets.datasets import dataset_output
 from platform_assets.feature_store import FEATURE_STORE_REGISTRY
 from resources.clock import Clock
-from resources.feature_store import FEATURE_REPO, FeatureStoreResource, definitions_version
+from resources.feature_store import (
+    FEATURE_REPO,
+    Engine,
+    FeatureStoreResource,
+    definitions_version,
+)
 from resources.label_policy import LabelPolicy
 from resources.lake import Lake
 
@@ -45,6 +50,12 @@ class TrainingSetConfig(Config):
         "all arrived (label_policy.maturity_days before today).",
     )
     days: int = Field(default=28, ge=1, description="How many days up to last_day to include.")
+    engine: Engine = Field(
+        default="polars",
+        description="Point-in-time join: 'polars' (our as-of join over the views' parquet, "
+        "seconds for a million rows) or 'feast' (Feast's get_historical_features on DuckDB, "
+        "tens of GB at that size). Both give the same rows; bench/features.py compares them.",
+    )
 
 
 def matured_days(
@@ -111,7 +122,9 @@ def training_set(
     context.log.info(
         f"point-in-time join of {entities.height} transactions over {len(stored)} days"
     )
-    rows = feature_store.historical_features(entities).sort("event_timestamp", "transaction_id")
+    rows = feature_store.historical_features(entities, config.engine).sort(
+        "event_timestamp", "transaction_id"
+    )
     skipped = sorted(set(keys) - set(stored))
     frauds = rows.select(pl.col(LABEL).sum()).item()
     return dataset_output(
@@ -123,6 +136,7 @@ def training_set(
         frauds=MetadataValue.int(frauds),
         label_maturity_days=MetadataValue.int(label_policy.maturity_days),
         feature_service=MetadataValue.text(feature_store.feature_service),
+        retrieval_engine=MetadataValue.text(config.engine),
         feature_definitions_version=MetadataValue.text(
             definitions_version(feature_store.repo_path)
         ),

@@ -19,7 +19,7 @@ import re
 import runpy
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 import yaml
@@ -36,6 +36,10 @@ FEATURE_REPO = Path(__file__).resolve().parents[1] / "feature_repo"
 LAKE_ROOT_VARIABLE = "FLYWHEEL_LAKE_ROOT"
 # Files whose content defines the features; their hash is the registry asset's code version.
 DEFINITION_PATTERNS = ("*.py", "*.yaml", ".feastignore")
+TIMESTAMP = "event_timestamp"
+_ROW = "__entity_row"
+_FEATURE_TIME = "__feature_timestamp"
+Engine = Literal["feast", "polars"]
 # Feast colours its apply report for a terminal; the UI shows it as plain text.
 _ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -187,17 +191,92 @@ class FeatureStoreResource(ConfigurableResource):
             intervals[view.name] = (start, end)
         return intervals
 
-    def historical_features(self, entities: pl.DataFrame) -> pl.DataFrame:
+    def historical_features(self, entities: pl.DataFrame, engine: Engine = "feast") -> pl.DataFrame:
         """The service's features for each entity row, as of its ``event_timestamp``.
 
+        Both engines give the same frame, row for row: the entity columns as given, then the
+        service's features in order, typed as the views declare them.
+
         Args:
-            entities: ``customer_id``, ``merchant_id``, ``event_timestamp`` (UTC) and the
-                request fields of the on-demand view; other columns pass through.
+            entities: ``customer_id``, ``merchant_id``, ``event_timestamp`` (UTC, microseconds)
+                and the request fields of the on-demand view; other columns pass through.
+            engine: ``feast`` is Feast's ``get_historical_features`` (the DuckDB offline
+                store). ``polars`` is our as-of join over the same parquet sources with Feast's
+                rules, the on-demand view run by Feast itself: Feast's DuckDB join first pairs
+                each row with every feature row inside the TTL, which for a million training
+                rows needs tens of GB; the as-of join needs seconds (``bench/features.py``
+                compares the two).
         """
-        job = self.store().get_historical_features(
-            entity_df=entities.to_pandas(), features=self.service()
+        numbered = entities.with_row_index(_ROW)
+        if engine == "feast":
+            job = self.store().get_historical_features(
+                entity_df=numbered.to_pandas(), features=self.service()
+            )
+            joined = pl.from_arrow(job.to_arrow())
+        else:
+            joined = self._as_of_join(numbered)
+        assert isinstance(joined, pl.DataFrame)
+        return (
+            joined.sort(_ROW)
+            .select(*entities.columns, *self.feature_names())
+            .cast(self._feature_types())
         )
-        return pl.from_arrow(job.to_arrow())  # type: ignore[return-value]
+
+    def _as_of_join(self, entities: pl.DataFrame) -> pl.DataFrame:
+        """Feast's point-in-time rules as polars as-of joins, one per feature view.
+
+        Per view: the latest row at or before the entity row's timestamp and no older than
+        the view's TTL (both ends inclusive, as Feast's offline stores do). Then each on-demand
+        view transforms the joined table with Feast's own code.
+        """
+        from feast.infra.offline_stores.file_source import FileSource
+
+        store = self.store()
+        on_demand = {view.name: view for view in store.list_on_demand_feature_views()}
+        rows = entities.sort(TIMESTAMP)
+        first, last = rows[TIMESTAMP].min(), rows[TIMESTAMP].max()
+        for projection in self.service().feature_view_projections:
+            if projection.name in on_demand:
+                continue
+            view = store.get_feature_view(projection.name)
+            source = view.batch_source
+            if not isinstance(source, FileSource):
+                raise TypeError(f"{view.name}: the polars engine reads parquet FileSources only")
+            ttl = view.ttl or datetime.timedelta(0)
+            (key,) = view.join_keys
+            columns = [feature.name for feature in projection.features]
+            features = (
+                pl.scan_parquet(source.path)
+                .select(key, source.timestamp_field, *columns)
+                .rename({source.timestamp_field: _FEATURE_TIME})
+                .filter(pl.col(_FEATURE_TIME).is_between(first - ttl, last))  # type: ignore[operator]
+                .sort(_FEATURE_TIME)
+                .collect()
+            )
+            rows = rows.join_asof(
+                features,
+                left_on=TIMESTAMP,
+                right_on=_FEATURE_TIME,
+                by=key,
+                strategy="backward",
+                tolerance=ttl if view.ttl else None,
+            ).drop(_FEATURE_TIME)
+        for projection in self.service().feature_view_projections:
+            if projection.name in on_demand:
+                transformed = on_demand[projection.name].transform_arrow(rows.to_arrow())
+                rows = rows.hstack(pl.DataFrame(pl.from_arrow(transformed)))
+        return rows
+
+    def _feature_types(self) -> pl.Schema:
+        """The polars type of each feature of the service, from the views' schemas."""
+        types = {"Int64": pl.Int64(), "Float64": pl.Float64(), "String": pl.String()}
+        return pl.Schema(
+            {
+                feature.name: types[str(feature.dtype)]
+                for projection in self.service().feature_view_projections
+                for feature in projection.features
+            }
+        )
 
     def online_features(self, rows: Sequence[dict[str, Any]]) -> pl.DataFrame:
         """The service's latest features for each row of entity keys and request fields."""

@@ -75,7 +75,11 @@ def entity(customer: int, when: str, amount: float = 40.0) -> dict:
     }
 
 
-def test_a_value_written_after_the_transaction_never_reaches_its_row(store):
+ENGINES = pytest.mark.parametrize("engine", ["feast", "polars"])
+
+
+@ENGINES
+def test_a_value_written_after_the_transaction_never_reaches_its_row(store, engine):
     asked = [
         entity(1, "2026-01-05T11:59:59"),  # between the first two rows
         entity(1, "2026-01-05T12:00:00"),  # exactly at the second row: it is known
@@ -98,20 +102,36 @@ def test_a_value_written_after_the_transaction_never_reaches_its_row(store):
     assert rows["seconds_since_last_transaction"][0] == 2 * 3600 - 1
 
 
-def test_ttls_behave_as_configured(store):
+@ENGINES
+def test_ttls_behave_as_configured(store, engine):
     asked = pl.DataFrame(
         [
             entity(2, "2025-11-30T09:00:00"),  # 29 days after customer 2's row: within 30 days
             entity(2, "2025-12-02T09:00:00"),  # 31 days after: expired
             entity(1, "2026-01-12T23:00:00"),  # merchant row from 01-06: within 7 days
+            entity(1, "2026-01-13T00:00:00"),  # merchant row exactly 7 days old: still valid
             entity(1, "2026-01-13T00:00:01"),  # merchant row 7 days and a second old: expired
         ]
-    ).with_row_index("asked")
+    )
     rows = store.historical_features(
-        asked.with_columns(pl.col(fe.TIMESTAMP).cast(pl.Datetime("us", "UTC")))
-    ).sort("asked")
-    assert rows["txn_count_24h"].to_list() == [9, None, 2, 2]
-    assert rows["merchant_chargeback_rate"].to_list() == [None, None, 0.5, None]
+        asked.with_columns(pl.col(fe.TIMESTAMP).cast(pl.Datetime("us", "UTC"))), engine
+    )
+    assert rows["txn_count_24h"].to_list() == [9, None, 2, 2, 2]
+    assert rows["merchant_chargeback_rate"].to_list() == [None, None, 0.5, 0.5, None]
+
+
+def test_both_engines_return_the_same_frame(store):
+    asked = pl.DataFrame(
+        [
+            entity(c, f"2026-01-{d:02d}T{h:02d}:00:00")
+            for c in (1, 2, 3)
+            for d in (4, 5, 6, 19, 21)
+            for h in (0, 11, 12)
+        ]
+    ).with_columns(pl.col(fe.TIMESTAMP).cast(pl.Datetime("us", "UTC")))
+    feast, ours = (store.historical_features(asked, engine) for engine in ("feast", "polars"))
+    assert ours.equals(feast)
+    assert ours.columns == [*asked.columns, *store.feature_names()]
 
 
 def test_the_service_lists_every_view_and_the_on_demand_features(store):
