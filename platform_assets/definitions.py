@@ -27,8 +27,9 @@ from platform_assets import (
 )
 from resources.environments import build_resources, current_environment
 from resources.feature_store import FEATURE_REPO
+from sensors.automation import automation_sensor
 from sensors.ingestion import daily_ingestion_schedule, raw_transactions_freshness_sensor
-from sensors.llm import llm_automation_sensor, prompt_change_sensor, rag_index_freshness_sensor
+from sensors.llm import prompt_change_sensor, rag_index_freshness_sensor
 
 ASSET_MODULES = (ingestion, baseline, features)
 ASSET_MODULES += (prompts, rag_index, llm_evaluation, llm_costs)
@@ -68,7 +69,7 @@ def build_definitions(
             raw_transactions_freshness_sensor,
             rag_index_freshness_sensor,
             prompt_change_sensor,
-            llm_automation_sensor,
+            automation_sensor,
         ],
         resources=build_resources(env or current_environment(), data_dir, feature_repo),
         # A subprocess per step costs seconds on a small machine; runs stay in one process.

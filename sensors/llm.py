@@ -2,12 +2,11 @@
 
 - ``rag_index_freshness_sensor`` compares the corpus with what the index holds and requests
   ``rag_index`` as soon as they differ (well inside the freshness SLO);
-- ``prompt_change_sensor`` requests ``prompt_registry`` when a prompt file's content changes;
-- ``llm_automation_sensor`` evaluates the declarative automation conditions of the targeted
-  groups: ``llm_eval_report`` after a new prompt or index version, ``prompt_release`` after a
-  passing evaluation, the cost and A/B reports hourly. Dagster's default automation sensor
-  starts stopped in ``dagster dev``; this one runs by default. Add a group to
-  ``AUTOMATED_GROUPS`` to put its conditions under the same sensor.
+- ``prompt_change_sensor`` requests ``prompt_registry`` when a prompt file's content changes.
+
+The rest (``llm_eval_report`` after a new prompt or index version, ``prompt_release`` after a
+passing evaluation, the cost and A/B reports hourly) is declarative automation on the assets,
+evaluated by ``sensors.automation.automation_sensor``.
 """
 
 import hashlib
@@ -15,7 +14,6 @@ import hashlib
 from dagster import (
     AssetKey,
     AssetSelection,
-    AutomationConditionSensorDefinition,
     DefaultSensorStatus,
     RunRequest,
     SensorEvaluationContext,
@@ -30,15 +28,6 @@ from resources.rag import CorpusFolder, VectorIndex, corpus_version, index_lag
 
 RAG_INDEX = AssetKey("rag_index")
 PROMPT_REGISTRY = AssetKey("prompt_registry")
-AUTOMATED_GROUPS = ("llm", "features")
-
-llm_automation_sensor = AutomationConditionSensorDefinition(
-    "llm_automation_sensor",
-    target=AssetSelection.groups(*AUTOMATED_GROUPS),
-    default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Declarative automation of the LLM group: evaluation on change, hourly reports.",
-)
 
 
 def _refresh_sensor(key: AssetKey, description: str):

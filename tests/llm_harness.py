@@ -95,7 +95,7 @@ class LLMStack:
         )
 
     def automation(self, instance: DagsterInstance, cursor=None):
-        """One tick of the LLM group's declarative automation (what llm_automation_sensor does)."""
+        """One tick of the LLM group's declarative automation (what automation_sensor does)."""
         defs = Definitions(assets=load_assets_from_modules(LLM_MODULES), resources=self.resources)
         return evaluate_automation_conditions(
             defs, instance, AssetSelection.groups("llm"), cursor=cursor

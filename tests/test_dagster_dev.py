@@ -111,6 +111,11 @@ LATEST_MATERIALIZATION = """{
     runId } } }
 }"""
 
+LATEST_CHECK = """{
+  assetNodes(assetKeys: [{path: ["%s"]}]) { assetChecksOrError { ... on AssetChecks { checks {
+    name executionForLatestMaterialization { status } } } } }
+}"""
+
 RUNS_TRIGGERED_BY = """{
   runsOrError(filter: {tags: [{key: "flywheel/trigger", value: "%s"}]}) {
     ... on Runs { results { status tags { key value } } } }
@@ -136,7 +141,7 @@ def test_make_dev_serves_the_code_location_with_automation_on(
         "raw_transactions_freshness_sensor": "RUNNING",
         "rag_index_freshness_sensor": "RUNNING",
         "prompt_change_sensor": "RUNNING",
-        "llm_automation_sensor": "RUNNING",
+        "automation_sensor": "RUNNING",
     }
     assert {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]} == {
         "daily_ingestion_schedule": "RUNNING"
@@ -156,7 +161,7 @@ def test_make_dev_serves_the_code_location_with_automation_on(
         lambda: succeeded_runs("corpus_changed"),
     )
     assert (tmp_path / "data" / "llm" / "rag_index" / "index_state.json").is_file()
-    # ... and llm_automation_sensor (on by default) evaluates the prompts and releases them.
+    # ... and automation_sensor (on by default) evaluates the prompts and releases them.
     _wait_for(
         "prompt_release materialized by declarative automation",
         FIRST_RUNS_SECONDS,
@@ -165,6 +170,19 @@ def test_make_dev_serves_the_code_location_with_automation_on(
         ],
     )
     assert (tmp_path / "data" / "llm" / "prompt_registry" / "release.json").is_file()
+
+    # The feature store builds itself too: the daily runs compute the feature rows, automation
+    # applies the registry and loads the online store, whose skew check then passes.
+    def skew_check_status() -> str | None:
+        [node] = dev_server.graphql(LATEST_CHECK % "online_features")["assetNodes"]
+        [check] = node["assetChecksOrError"]["checks"]
+        execution = check["executionForLatestMaterialization"]
+        return execution["status"] if execution and execution["status"] != "IN_PROGRESS" else None
+
+    assert _wait_for("the online store's skew check", FIRST_RUNS_SECONDS, skew_check_status) == (
+        "SUCCEEDED"
+    )
+    assert (tmp_path / "data" / "feast" / "online_store.db").is_file()
     partitions = {t["value"] for r in runs for t in r["tags"] if t["key"] == "dagster/partition"}
     assert partitions, runs
     for day in partitions:  # the instance and the lake are this test's, not the project's
