@@ -7,6 +7,7 @@ lake was filled) is named in the metadata rather than hidden: the windows then s
 """
 
 import datetime
+import functools
 from typing import Any
 
 import polars as pl
@@ -30,10 +31,30 @@ OWNERS = ["team:ml-platform"]
 VALIDATED_TRANSACTIONS = AssetKey("validated_transactions")
 FRAUD_LABELS = AssetKey("fraud_labels")
 # How far back a merchant row reads, under the default label policy (shown as lineage in the UI).
-MERCHANT_HISTORY_OFFSET = -(DEFAULT_MATURITY_DAYS + DEFAULT_RISK_WINDOW_DAYS - 1)
+MERCHANT_HISTORY_DAYS = DEFAULT_MATURITY_DAYS + DEFAULT_RISK_WINDOW_DAYS - 1
 EMPTY_LABELS = pl.LazyFrame(
     schema={"transaction_id": pl.Int64, "reported_at": pl.Datetime("us", "UTC")}
 )
+
+
+# What both daily feature tables share in the catalog.
+feature_table = functools.partial(
+    asset,
+    partitions_def=daily_partitions,
+    group_name=GROUP,
+    owners=OWNERS,
+    kinds={"polars", "parquet", "feast"},
+    tags={"flywheel/stage": "features"},
+    code_version="1",
+)
+
+
+def _trailing(key: AssetKey, days: int) -> list[AssetDep]:
+    """A dependency on the same day of ``key`` and the ``days`` before it."""
+    mapping = TimeWindowPartitionMapping(
+        start_offset=-days, allow_nonexistent_upstream_partitions=True
+    )
+    return [AssetDep(key, partition_mapping=mapping)]
 
 
 def _history(
@@ -63,22 +84,8 @@ def _history(
     return (lake.scan_partitions(asset_key, stored) if stored else None), metadata
 
 
-@asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"polars", "parquet", "feast"},
-    tags={"flywheel/stage": "features"},
-    code_version="1",
-    deps=[
-        AssetDep(
-            VALIDATED_TRANSACTIONS,
-            partition_mapping=TimeWindowPartitionMapping(
-                start_offset=-feature_engineering.CUSTOMER_HISTORY.days,
-                allow_nonexistent_upstream_partitions=True,
-            ),
-        )
-    ],
+@feature_table(
+    deps=_trailing(VALIDATED_TRANSACTIONS, days=feature_engineering.CUSTOMER_HISTORY.days)
 )
 def customer_features(context: AssetExecutionContext, lake: Lake):
     """Each transaction's customer behaviour right after it, the customer's velocity signal.
@@ -98,22 +105,11 @@ def customer_features(context: AssetExecutionContext, lake: Lake):
     )
 
 
-@asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"polars", "parquet", "feast"},
-    tags={"flywheel/stage": "features"},
-    code_version="1",
+@feature_table(
     deps=[
-        AssetDep(
-            key,
-            partition_mapping=TimeWindowPartitionMapping(
-                start_offset=MERCHANT_HISTORY_OFFSET, allow_nonexistent_upstream_partitions=True
-            ),
-        )
-        for key in (VALIDATED_TRANSACTIONS, FRAUD_LABELS)
-    ],
+        *_trailing(VALIDATED_TRANSACTIONS, days=MERCHANT_HISTORY_DAYS),
+        *_trailing(FRAUD_LABELS, days=MERCHANT_HISTORY_DAYS),
+    ]
 )
 def merchant_features(context: AssetExecutionContext, lake: Lake, label_policy: LabelPolicy):
     """Each merchant at the end of the day: its volume and how often it is charged back.
