@@ -250,9 +250,12 @@ class FeatureStoreResource(ConfigurableResource):
                 .select(key, source.timestamp_field, *columns)
                 .rename({source.timestamp_field: _FEATURE_TIME})
                 .filter(pl.col(_FEATURE_TIME).is_between(first - ttl, last))  # type: ignore[operator]
+                .join(rows.lazy().select(key).unique(), on=key, how="semi")
                 .sort(_FEATURE_TIME)
                 .collect()
             )
+            # Both sides are sorted by time as a whole, hence within every key; polars cannot
+            # verify that per key and would warn on every call.
             rows = rows.join_asof(
                 features,
                 left_on=TIMESTAMP,
@@ -260,6 +263,7 @@ class FeatureStoreResource(ConfigurableResource):
                 by=key,
                 strategy="backward",
                 tolerance=ttl if view.ttl else None,
+                check_sortedness=False,
             ).drop(_FEATURE_TIME)
         for projection in self.service().feature_view_projections:
             if projection.name in on_demand:
