@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+from process_memory import reset_high_water_mark, status_mb
+from tables import cell, print_table
 
 from platform_assets.quality import (
     CATEGORICAL_DRIFT_COLUMNS,
@@ -96,27 +98,6 @@ def _label(rows: int) -> str:
     return f"{rows // 1_000_000}m" if rows >= 1_000_000 else f"{rows // 1_000}k"
 
 
-def _proc_status_mb() -> dict[str, float]:
-    """VmRSS and VmHWM of this process in MB, from /proc/self/status."""
-    values = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                key, kb = line.split()[:2]
-                values[key.rstrip(":")] = int(kb) / 1024
-    return values
-
-
-def _reset_high_water_mark() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False when the kernel refuses."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
-
-
 def _median_seconds(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     """Median wall time of ``repeats`` calls, with the last call's result."""
     times, result = [], None
@@ -142,17 +123,17 @@ def measure_validation_child(path: Path, day: datetime.date, warm_repeats: int) 
         Cold time (validate, split, total), warm times, RSS before and after the load, the
         high-water mark of the cold run, the data size and the split's row counts.
     """
-    before_load = _proc_status_mb()["VmRSS"]
+    before_load = status_mb()["VmRSS"]
     frame = pl.read_parquet(path)
-    after_load = _proc_status_mb()["VmRSS"]
-    hwm_reset = _reset_high_water_mark()
+    after_load = status_mb()["VmRSS"]
+    hwm_reset = reset_high_water_mark()
 
     start = time.perf_counter()
     result = validate_transactions(frame, day)
     validated = time.perf_counter()
     valid, quarantined = split_rows(frame, result)
     done = time.perf_counter()
-    peak = _proc_status_mb()["VmHWM"]
+    peak = status_mb()["VmHWM"]
     measured = {
         "rows": frame.height,
         "chunks": frame.n_chunks(),
@@ -436,27 +417,6 @@ def _progress(message: str) -> None:
     print(message + " ...", file=sys.stderr, flush=True)
 
 
-def _cell(value: Any) -> str:
-    """One table cell: thousands separators, 3 decimals below 100, booleans as yes/no."""
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 100 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
-def _print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
-    """Print a titled plain-text table with right-aligned columns."""
-    cells = [header, *[[_cell(v) for v in row] for row in rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True)) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    print(f"\n== {title} ==")
-    print("\n".join(lines))
-
-
 def report_validation(validation: dict[int, Any], injected: dict[int, int]) -> dict[str, Any]:
     """Print the validation table; return its figures."""
     figures: dict[str, Any] = {}
@@ -493,7 +453,7 @@ def report_validation(validation: dict[int, Any], injected: dict[int, int]) -> d
         "validate s", "split s", "cold max s", "warm s", "peak extra MB", "extra/data",
         "peak total MB", "total/data",
     ]  # fmt: skip
-    _print_table(
+    print_table(
         "Contract: validate_transactions + split_rows, fresh process per run "
         f"(cold s = median of {MEASURE_PROCESSES} processes; peak = worst process)",
         header,
@@ -525,7 +485,7 @@ def report_drift(drift: dict[int, Any]) -> dict[str, Any]:
         "rows/day", "build_profile s", "drift s (clean day)", "drift s (drifted day)",
         "verdict clean", "verdict drifted",
     ]  # fmt: skip
-    _print_table(
+    print_table(
         f"Drift gate: profile from ONE clean day at the same volume (median of {DRIFT_REPEATS})",
         header,
         rows,
@@ -544,7 +504,7 @@ def report_evidently(label: str, ours: dict[str, Any], evidently: dict[str, Any]
              "drift" if c["evidently_drifted"] else "-", "yes" if c["agree"] else "NO"]
             for c in comparison
         ]  # fmt: skip
-        _print_table(
+        print_table(
             f"Ours (PSI, warn {DRIFT_WARN} / halt {DRIFT_HALT}) vs Evidently DataDriftPreset at "
             f"{label}: {name} day ({scenario})",
             ["column", "our PSI", "our verdict", "Evidently method", "score", "threshold",
@@ -573,7 +533,7 @@ def report_evidently(label: str, ours: dict[str, Any], evidently: dict[str, Any]
     seconds = evidently["drifted"]["seconds"]
     speedup = seconds / ours["drifted_s"]
     speedup_with_profile = seconds / (ours["drifted_s"] + ours["profile_s"])
-    _print_table(
+    print_table(
         f"Drift time at {label}, drifted day (polars/pandas conversion excluded)",
         ["engine", "seconds", "conversion s", "speedup of ours"],
         [
@@ -598,7 +558,7 @@ def report_evidently(label: str, ours: dict[str, Any], evidently: dict[str, Any]
 def report_pandera(label: str, ours: dict[str, Any], pandas: dict[str, Any]) -> dict[str, Any]:
     """Print our contract next to pandera's pandas backend; return the figures."""
     speedup = pandas["seconds"] / ours["cold_s"]
-    _print_table(
+    print_table(
         f"Contract at {label}: ours (pandera polars backend) vs pandera pandas backend",
         ["engine", "seconds", "conversion s (excluded)", "failing rows", "speedup of ours"],
         [
@@ -609,7 +569,7 @@ def report_pandera(label: str, ours: dict[str, Any], pandas: dict[str, Any]) -> 
         ],
     )  # fmt: skip
     print(
-        f"same failing rows: {_cell(pandas['same_rows'])} (the pandas schema uses "
+        f"same failing rows: {cell(pandas['same_rows'])} (the pandas schema uses "
         "report_duplicates='exclude_first' like ours;\nthe plain unique=True default, 'all', "
         f"would also flag the {pandas['extra_rows_if_report_all']:,} first copies of "
         "duplicated ids)"
@@ -641,7 +601,7 @@ def report_targets(figures: dict[str, Any], large: int, quick: bool) -> dict[str
         targets[f"{key} {op} {limit:g}"] = met
         rows.append([key, value, f"{op} {limit:g}", "MET" if met else "NOT MET"])
     title = "Targets" + (" (QUICK run: volumes 10x below the targets' 1M/10M)" if quick else "")
-    _print_table(title, ["figure", "value", "target", "verdict"], rows)
+    print_table(title, ["figure", "value", "target", "verdict"], rows)
     targets_met = all(targets.values())
     print("all targets met" if targets_met else "NOT all targets met")
     return {"targets": targets, "targets_met": targets_met}
