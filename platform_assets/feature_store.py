@@ -37,6 +37,8 @@ GROUP = "features"
 OWNERS = ["team:ml-platform"]
 FEATURE_STORE_REGISTRY = AssetKey("feature_store_registry")
 SKEW_CHECK = "training_serving_skew"
+# Metadata key: the fingerprint of the views the online store was last loaded under.
+VIEWS_VERSION = "applied_views_version"
 # Entities compared by the skew check, and how far back it looks for a day to draw them from.
 SKEW_SAMPLE_SIZE = 200
 SKEW_LOOKBACK_DAYS = 7
@@ -95,10 +97,21 @@ def online_features(
     """The latest feature values per customer and merchant, served to the scoring endpoint.
 
     Each run loads only the rows the offline tables gained since the previous one (Feast's
-    incremental materialization, up to the platform clock's now).
+    incremental materialization, up to the platform clock's now). When the applied views have
+    changed since the last load, it reloads each view's whole TTL instead: Feast keeps a view's
+    materialized intervals across an apply, so an incremental load would keep serving values
+    computed under the old definitions.
     """
     end = clock.now()
-    intervals = feature_store.materialize(end)
+    views = feature_store.applied_views_version()
+    previous = context.instance.get_latest_materialization_event(context.asset_key)
+    loaded = (
+        previous.asset_materialization.metadata.get(VIEWS_VERSION)
+        if previous and previous.asset_materialization
+        else None
+    )
+    reload = loaded is not None and loaded.value != views
+    intervals = feature_store.materialize(end, reload=reload)
     table = pl.DataFrame(
         [
             {
@@ -109,11 +122,15 @@ def online_features(
             for view, interval in intervals.items()
         ]
     )
-    context.log.info(f"materialized up to {end.isoformat()}: {intervals}")
+    context.log.info(
+        f"{'reloaded' if reload else 'materialized'} up to {end.isoformat()}: {intervals}"
+    )
     return MaterializeResult(
         metadata={
             "materialized_until": MetadataValue.timestamp(end),
             "intervals": MetadataValue.md(to_markdown(table)),
+            "full_reload": MetadataValue.bool(reload),
+            VIEWS_VERSION: MetadataValue.text(views),
         }
     )
 

@@ -164,12 +164,22 @@ class FeatureStoreResource(ConfigurableResource):
             for feature in projection.features
         ]
 
-    def materialize(self, end: datetime.datetime) -> dict[str, tuple[datetime.datetime, ...]]:
+    def applied_views_version(self) -> str:
+        """A short hash of the feature views as applied (their specs, not their load history)."""
+        digest = hashlib.sha256()
+        for view in sorted(self.store().list_feature_views(), key=lambda view: view.name):
+            digest.update(view.to_proto().spec.SerializeToString(deterministic=True))
+        return digest.hexdigest()[:16]
+
+    def materialize(
+        self, end: datetime.datetime, reload: bool = False
+    ) -> dict[str, tuple[datetime.datetime, ...]]:
         """Load every view's rows newer than its last materialization, up to ``end``.
 
         This is ``materialize_incremental`` with the platform's clock: Feast's own starts a
         never-materialized view at the wall clock minus its TTL, which misses every row of a
-        simulated or replayed past.
+        simulated or replayed past. With ``reload``, every view starts over from ``end`` minus
+        its TTL, overwriting what the online store holds.
 
         Returns:
             Each view's materialized interval (start, end), or () when it was already current.
@@ -183,7 +193,8 @@ class FeatureStoreResource(ConfigurableResource):
             )
         intervals: dict[str, tuple[datetime.datetime, ...]] = {}
         for view in views:
-            start = view.most_recent_end_time or end - (view.ttl or datetime.timedelta(0))
+            since = None if reload else view.most_recent_end_time
+            start = since or end - (view.ttl or datetime.timedelta(0))
             if start >= end:
                 intervals[view.name] = ()
                 continue

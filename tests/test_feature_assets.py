@@ -152,3 +152,8 @@ def test_skew_check_fails_when_a_definition_changes_without_rematerializing(plat
     passed, metadata = skew(result)
     assert not passed
     assert metadata["mismatching_features"] == "amount_mean_30d, amount_to_customer_mean"
+    # Reloading the online store under the new definitions brings the two paths together again.
+    result = changed.materialize(STORE)
+    (online,) = result.asset_materializations_for_node("online_features")
+    assert online.metadata["full_reload"].value is True
+    assert skew(result)[0]
