@@ -143,8 +143,10 @@ def merchant_features(
         One row per merchant active in either window, ``MERCHANT_FEATURE_SCHEMA``. The rate is
         null for a merchant with no matured transaction.
     """
-    history = transactions.select("transaction_id", "merchant_id", "amount", TIMESTAMP).collect()
-    reports = chargebacks.select("transaction_id", "reported_at").collect()
+    # Lazy throughout: each day's windows are read through the scan's filters and reduced to
+    # one row per merchant by the streaming engine, never held as months of transactions.
+    history = transactions.select("transaction_id", "merchant_id", "amount", TIMESTAMP)
+    reports = chargebacks.select("transaction_id", "reported_at")
     frames = []
     for day in sorted(days):
         end = day_start(day) + datetime.timedelta(days=1)
@@ -183,6 +185,7 @@ def merchant_features(
         rows.select(MERCHANT_FEATURE_SCHEMA.names())
         .cast(MERCHANT_FEATURE_SCHEMA)
         .sort(TIMESTAMP, "merchant_id")
+        .collect(engine="streaming")
     )
 
 
