@@ -1,11 +1,12 @@
 """The Feast feature store as assets: the applied registry and the online store.
 
-``feature_store_registry`` applies ``feature_repo/``; its code version is a hash of the
-definition files, so editing a feature view makes Dagster show the registry and everything built
-on it (online store, training sets, models) as stale until they are rebuilt. ``online_features``
-loads what the offline tables gained since its last run into the online store, and its blocking
-check ``training_serving_skew`` proves the two stores agree: the values a model is trained on
-are the values it is served.
+``feature_store_registry`` applies ``feature_repo/``. Its code version, and those of the online
+store and the training set, carry a hash of the definition files, so editing a feature view
+shows all three stale in Dagster at once (and what is built on them, once they are rebuilt).
+``online_features`` loads what the offline tables gained since its last run into the online
+store, or reloads it whole when the applied views changed, and its blocking check
+``training_serving_skew`` proves the two stores agree: the values a model is trained on are the
+values it is served.
 """
 
 import datetime
