@@ -2,9 +2,9 @@
 
 Training and serving read these same definitions: the offline store joins them point in time for
 training sets, the online store serves their latest values, and the on-demand view below runs
-the same Python for both. Changing anything here changes the ``feature_store_registry`` asset's
-code version in Dagster, so every training set and model built on the old definitions shows as
-stale.
+the same Python for both. Changing anything here changes the code version of Dagster's
+``feature_store_registry``, ``online_features`` and ``training_set`` assets, so they show as
+stale until rebuilt.
 
 The sources are the parquet files that Flywheel's ``customer_features`` and
 ``merchant_features`` assets write into the lake. The lake is ``$FLYWHEEL_LAKE_ROOT``, by
