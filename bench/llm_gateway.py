@@ -138,24 +138,21 @@ def run(count: int) -> dict[str, Any]:
             lambda n: direct.chat.completions.create(model="gpt-4o-mini", messages=messages),
             count,
         )
-        uncached = gateway_for(Path(tmp, "miss"), model.base_url, ttl=0.0)
-        with Served(uncached) as url:
-            client = openai.OpenAI(base_url=url, api_key="bench", max_retries=0)
-            gateway_times = timed(
-                lambda n: client.chat.completions.create(
-                    model=USE_CASE, messages=messages, user=f"user-{n}"
-                ),
-                count,
-            )
+
+        def through(gateway: Gateway) -> list[float]:
+            """The same question ``count`` times through ``gateway`` served over HTTP."""
+            with Served(gateway) as url:
+                client = openai.OpenAI(base_url=url, api_key="bench", max_retries=0)
+                return timed(
+                    lambda n: client.chat.completions.create(
+                        model=USE_CASE, messages=messages, user=f"user-{n}"
+                    ),
+                    count,
+                )
+
+        gateway_times = through(gateway_for(Path(tmp, "miss"), model.base_url, ttl=0.0))
         cached = gateway_for(Path(tmp, "hit"), model.base_url, ttl=3600.0)
-        with Served(cached) as url:
-            client = openai.OpenAI(base_url=url, api_key="bench", max_retries=0)
-            hit_times = timed(
-                lambda n: client.chat.completions.create(
-                    model=USE_CASE, messages=messages, user=f"user-{n}"
-                ),
-                count,
-            )
+        hit_times = through(cached)
         vector = cached.embedder.embed([question])[0]
         scope = (USE_CASE, cached.served(USE_CASE)[0].version, str(cached.index.version()))
         if cached.cache.lookup(scope, question, vector) is None:
