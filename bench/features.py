@@ -189,6 +189,19 @@ def _write_per_day(frame: pl.DataFrame, folder: Path, day: pl.Expr) -> int:
 # 1. Feature computation (ours; Feast computes no features) ------------------------------------
 
 
+def _table_figures(
+    frame: pl.DataFrame, key: str, last_start: datetime.datetime, last_end: datetime.datetime
+) -> dict[str, int]:
+    """Rows and entities of a feature table, in all and on its last day."""
+    in_last_day = frame.filter(pl.col(fe.TIMESTAMP).is_between(last_start, last_end))
+    return {
+        "rows": frame.height,
+        "entities": frame[key].n_unique(),
+        "last_day_rows": in_last_day.height,
+        "last_day_entities": in_last_day[key].n_unique(),
+    }
+
+
 def compute_features(lake: Path, days: list[datetime.date]) -> dict[str, Any]:
     """Compute both feature tables over all ``days`` in one call each, and write them per day.
 
@@ -204,19 +217,13 @@ def compute_features(lake: Path, days: list[datetime.date]) -> dict[str, Any]:
 
     _progress("customer_features: all days in one call")
     customers, out["customer"] = _measured(lambda: fe.customer_features(transactions, days))
-    in_last_day = customers.filter(pl.col(fe.TIMESTAMP).is_between(last_start, last_end))
-    out["customer"].update(
-        rows=customers.height,
-        entities=customers["customer_id"].n_unique(),
-        last_day_rows=in_last_day.height,
-        last_day_entities=in_last_day["customer_id"].n_unique(),
-    )
+    out["customer"].update(_table_figures(customers, "customer_id", last_start, last_end))
     start = time.perf_counter()
     out["customer"]["files"] = _write_per_day(
         customers, lake / "customer_features", pl.col(fe.TIMESTAMP).dt.date()
     )
     out["customer"]["write_s"] = time.perf_counter() - start
-    del customers, in_last_day
+    del customers
 
     _progress("merchant_features: all days in one call")
     merchants, out["merchant"] = _measured(
@@ -224,12 +231,8 @@ def compute_features(lake: Path, days: list[datetime.date]) -> dict[str, Any]:
             transactions, chargebacks, days, MATURITY_DAYS, RISK_WINDOW_DAYS
         )
     )
-    in_last_day = merchants.filter(pl.col(fe.TIMESTAMP).is_between(last_start, last_end))
     out["merchant"].update(
-        rows=merchants.height,
-        entities=merchants["merchant_id"].n_unique(),
-        last_day_rows=in_last_day.height,
-        last_day_entities=in_last_day["merchant_id"].n_unique(),
+        _table_figures(merchants, "merchant_id", last_start, last_end),
         with_matured_labels=merchants.filter(pl.col("merchant_matured_txn_count") > 0).height,
     )
     # A merchant row is stamped at the end of its day: its day is that instant minus 1 us.

@@ -29,6 +29,7 @@ from dagster import (
     asset_check,
 )
 
+from platform_assets.features import VALIDATED_TRANSACTIONS
 from platform_assets.quality import to_markdown
 from resources.clock import Clock
 from resources.feature_store import FEATURE_REPO, FeatureStoreResource, definitions_version
@@ -263,7 +264,7 @@ def _materialized_until(feature_store: FeatureStoreResource) -> datetime.datetim
 
 def _skew_sample(lake: Lake, as_of: datetime.datetime) -> pl.DataFrame:
     """Recent real transactions as entity rows (keys and request fields), scored at ``as_of``."""
-    key = AssetKey("validated_transactions")
+    key = VALIDATED_TRANSACTIONS
     recent = [
         (as_of.date() - datetime.timedelta(days=back)).isoformat()
         for back in range(1, SKEW_LOOKBACK_DAYS + 1)

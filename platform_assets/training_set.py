@@ -1,10 +1,10 @@
 """The training set: labelled transactions with their features as they were known at the time.
 
-Features come from Feast's point-in-time join, so a transaction is paired with the state after
-its customer's previous payment and with the merchant's previous end-of-day row, never with
-anything written later. Labels respect their delay: only transactions whose label window has
-closed are used, so a recent transaction is never called legitimate just because its chargeback
-has not arrived yet.
+Features come from a point-in-time join of the Feast feature service, so a transaction is
+paired with the state after its customer's previous payment and with the merchant's previous
+end-of-day row, never with anything written later. Labels respect their delay: only
+transactions whose label window has closed are used, so a recent transaction is never called
+legitimate just because its chargeback has not arrived yet.
 """
 
 import datetime
@@ -23,6 +23,7 @@ from pydantic import Field
 
 from platform_assets.datasets import dataset_output
 from platform_assets.feature_store import FEATURE_STORE_REGISTRY
+from platform_assets.features import FRAUD_LABELS, VALIDATED_TRANSACTIONS
 from resources.clock import Clock
 from resources.feature_store import (
     FEATURE_REPO,
@@ -33,8 +34,6 @@ from resources.feature_store import (
 from resources.label_policy import LabelPolicy
 from resources.lake import Lake
 
-VALIDATED_TRANSACTIONS = AssetKey("validated_transactions")
-FRAUD_LABELS = AssetKey("fraud_labels")
 LABEL = "is_fraud"
 # Feature rows stamped at a transaction describe the customer after it; asking just before the
 # transaction keeps its own amount out of its features.
@@ -102,8 +101,9 @@ def training_set(
 ):
     """Labelled transactions of a window of matured days, with the model's features as of each.
 
-    Built by Feast's historical retrieval (point-in-time join) of the ``fraud_model_v1``
-    service; its data version is a hash of the content, so an identical rebuild keeps it.
+    Built by the point-in-time join of the ``fraud_model_v1`` service (our as-of join by
+    default, or Feast's historical retrieval; the same rows either way); its data version is a
+    hash of the content, so an identical rebuild keeps it.
     """
     days = matured_days(config, clock.now(), label_policy.maturity_days)
     keys = [day.isoformat() for day in days]
