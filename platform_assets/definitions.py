@@ -15,12 +15,15 @@ from dagster import (
 
 from platform_assets import (
     baseline,
+    candidate_model,
+    evaluation,
     feature_store,
     features,
     ingestion,
     ingestion_checks,
     llm_costs,
     llm_evaluation,
+    production_model,
     prompts,
     rag_index,
     training_set,
@@ -31,9 +34,9 @@ from sensors.automation import automation_sensor
 from sensors.ingestion import daily_ingestion_schedule, raw_transactions_freshness_sensor
 from sensors.llm import prompt_change_sensor, rag_index_freshness_sensor
 
-ASSET_MODULES = (ingestion, baseline, features)
+ASSET_MODULES = (ingestion, baseline, features, candidate_model, evaluation, production_model)
 ASSET_MODULES += (prompts, rag_index, llm_evaluation, llm_costs)
-CHECK_MODULES = (ingestion_checks, rag_index)
+CHECK_MODULES = (ingestion_checks, rag_index, evaluation)
 
 
 def stage_assets(feature_repo: Path = FEATURE_REPO) -> list:

@@ -83,6 +83,8 @@ def labelled_transactions(transactions: pl.LazyFrame, chargebacks: pl.LazyFrame)
             "merchant_id",
             "amount",
             "country",
+            # Not a model input: evaluation reports the model per channel.
+            "channel",
             transaction_epoch_s=pl.col("event_timestamp").dt.epoch("s"),
             event_timestamp=pl.col("event_timestamp") - JUST_BEFORE,
             **{LABEL: pl.col("charged").fill_null(False)},

@@ -1,14 +1,16 @@
 """The resources of each environment, built on demand: nothing is read or created at import.
 
-``local`` is the embedded default: the simulator as source, the lake and alerts file under the
-project's ``.flywheel/`` folder, no external service. ``prod`` takes the same code to real
+``local`` is the embedded default: the simulator as source, the lake, alerts file and MLflow
+store (SQLite and an artifact folder) under the project's ``.flywheel/`` folder, no external
+service. ``prod`` takes the same code to real
 systems through environment variables (``dagster.EnvVar``, resolved when a run starts):
 
 - ``FLYWHEEL_SOURCE_URL``: SQLAlchemy URL of the source database;
 - ``FLYWHEEL_LAKE_ROOT``: the lake directory (a mounted volume);
 - ``FLYWHEEL_ALERT_WEBHOOK_URL``: Slack-compatible webhook for alerts;
 - ``FLYWHEEL_FEAST_REGISTRY_URL``, ``FLYWHEEL_REDIS_CONNECTION``: Feast's SQL registry and
-  Redis online store (``feature_repo/feature_store.prod.yaml``).
+  Redis online store (``feature_repo/feature_store.prod.yaml``);
+- ``FLYWHEEL_MLFLOW_TRACKING_URI``: the MLflow tracking server and model registry.
 """
 
 import os
@@ -21,8 +23,9 @@ from resources.alerting import LocalAlerter, WebhookAlerter
 from resources.clock import Clock
 from resources.feature_store import FEATURE_REPO, FeatureStoreResource
 from resources.label_policy import LabelPolicy
-from resources.lake import Lake, LakeIOManager
+from resources.lake import Lake, LakeIOManager, RecordIOManager
 from resources.llm_environments import llm_resources
+from resources.model_registry import ModelRegistry, model_registry_resources
 from resources.quality_policy import QualityPolicy
 from resources.source_system import SimulatedSource, SqlSource
 
@@ -60,6 +63,7 @@ def build_resources(
             "source": SimulatedSource(),
             "lake": lake,
             "io_manager": LakeIOManager(lake=lake),
+            "record_io_manager": RecordIOManager(lake=lake),
             "alerter": LocalAlerter(alerts_file=str(root / "alerts.jsonl")),
             "clock": Clock(),
             "quality_policy": QualityPolicy(),
@@ -69,6 +73,12 @@ def build_resources(
                 lake_root=str(root / "lake"),
                 state_dir=str(root / "feast"),
             ),
+            **model_registry_resources(
+                ModelRegistry(
+                    tracking_uri=f"sqlite:///{root / 'mlflow' / 'mlflow.db'}",
+                    artifact_location=str(root / "mlflow" / "artifacts"),
+                )
+            ),
             **llm_resources(env, root, PROJECT_ROOT),
         }
     if env == "prod":
@@ -77,6 +87,7 @@ def build_resources(
             "source": SqlSource(url=EnvVar("FLYWHEEL_SOURCE_URL")),
             "lake": lake,
             "io_manager": LakeIOManager(lake=lake),
+            "record_io_manager": RecordIOManager(lake=lake),
             "alerter": WebhookAlerter(webhook_url=EnvVar("FLYWHEEL_ALERT_WEBHOOK_URL")),
             "clock": Clock(),
             "quality_policy": QualityPolicy(),
@@ -85,6 +96,9 @@ def build_resources(
                 repo_path=str(feature_repo),
                 config_file="feature_store.prod.yaml",
                 lake_root=EnvVar("FLYWHEEL_LAKE_ROOT"),
+            ),
+            **model_registry_resources(
+                ModelRegistry(tracking_uri=EnvVar("FLYWHEEL_MLFLOW_TRACKING_URI"))
             ),
             **llm_resources(env, None, PROJECT_ROOT),
         }

@@ -165,3 +165,30 @@ class LakeIOManager(ConfigurableIOManager):
             return self.lake.read_dataset(key)
         frames = [self.lake.read_dataset(key, p) for p in sorted(context.asset_partition_keys)]
         return pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
+
+
+class RecordIOManager(ConfigurableIOManager):
+    """Stores small JSON records (a model version's reference, an evaluation report) in the lake.
+
+    Model assets pass references into the registry rather than models, so that downstream
+    assets receive exactly the version upstream produced and a person can read the file.
+
+    Attributes:
+        lake: The lake the records go to (``<root>/records/<key>.json``).
+    """
+
+    lake: Lake
+
+    def _path(self, asset_key: AssetKey) -> Path:
+        return Path(self.lake.root, "records", *asset_key.path).with_suffix(".json")
+
+    def handle_output(self, context: OutputContext, obj: dict[str, Any]) -> None:
+        """Write the record and add its path to the materialization metadata."""
+        path = self._path(context.asset_key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(obj, indent=2, sort_keys=True), encoding="utf-8")
+        context.add_output_metadata({"record": str(path)})
+
+    def load_input(self, context: InputContext) -> dict[str, Any]:
+        """Read the upstream asset's record."""
+        return json.loads(self._path(context.asset_key).read_text(encoding="utf-8"))

@@ -17,6 +17,7 @@ def test_definitions_load_in_every_environment(env, tmp_path, monkeypatch):
     monkeypatch.setenv("FLYWHEEL_SOURCE_URL", f"sqlite:///{tmp_path}/source.db")
     monkeypatch.setenv("FLYWHEEL_LAKE_ROOT", str(tmp_path / "lake"))
     monkeypatch.setenv("FLYWHEEL_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hook")
+    monkeypatch.setenv("FLYWHEEL_MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
 
     defs = build_definitions(env, data_dir=tmp_path)
 
@@ -41,6 +42,9 @@ def test_every_asset_is_catalogued_for_people(tmp_path):
         "validated_transactions",
         "quarantined_transactions",
         "transaction_baseline",
+        "candidate_model",
+        "evaluation_report",
+        "production_model",
     }
     for spec in specs:
         assert spec.description, spec.key

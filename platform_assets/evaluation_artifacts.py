@@ -1,0 +1,123 @@
+"""The pictures a person looks at before trusting a gate verdict.
+
+ROC, precision-recall and calibration curves of the candidate against the champion (or the
+baseline), the candidate's feature importance, and Evidently's classification report with the
+champion's predictions as reference. Matplotlib and Evidently are imported inside the functions:
+importing them costs seconds that ``dagster dev`` would pay on every code reload.
+"""
+
+from pathlib import Path
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+
+from platform_assets.training_set import LABEL
+
+SCORE = "fraud_score"
+
+
+CURVE_AXES = {
+    "roc": ("false positive rate", "true positive rate"),
+    "precision_recall": ("recall", "precision"),
+    "calibration": ("mean predicted probability", "observed fraud rate"),
+}
+
+
+def curve(kind: str, labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The x and y points of one model's ROC, precision-recall or calibration curve."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    if kind == "roc":
+        false_positives, true_positives, _ = roc_curve(labels, scores)
+        return false_positives, true_positives
+    if kind == "precision_recall":
+        precision, recall, _ = precision_recall_curve(labels, scores)
+        return recall, precision
+    observed, predicted = calibration_curve(labels, scores, n_bins=10, strategy="quantile")
+    return predicted, observed
+
+
+def write_curves(folder: Path, labels: np.ndarray, scores: dict[str, np.ndarray]) -> list[Path]:
+    """ROC, precision-recall and calibration plots, one line per model, as PNG files."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for kind, (x_label, y_label) in CURVE_AXES.items():
+        figure, plot = plt.subplots(figsize=(5, 4), dpi=100)
+        for model, model_scores in scores.items():
+            plot.plot(*curve(kind, labels, model_scores), label=model)
+        if kind == "calibration":
+            top = max(float(s.max()) for s in scores.values())
+            plot.plot([0, top], [0, top], linestyle=":", color="grey", label="perfect")
+        plot.set_xlabel(x_label)
+        plot.set_ylabel(y_label)
+        plot.set_title(kind.replace("_", "-"))
+        plot.legend()
+        figure.tight_layout()
+        path = folder / f"{kind}.png"
+        figure.savefig(path)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+def write_feature_importance(folder: Path, booster: lgb.Booster) -> Path:
+    """The candidate's total split gain per feature, largest first, as a PNG bar chart."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    gains = booster.feature_importance(importance_type="gain")
+    order = np.argsort(gains)
+    names = np.array(booster.feature_name())[order]
+    figure, plot = plt.subplots(figsize=(6, 0.3 * len(names) + 1), dpi=100)
+    plot.barh(names, gains[order])
+    plot.set_xlabel("total gain")
+    plot.set_title("feature importance (candidate)")
+    figure.tight_layout()
+    path = folder / "feature_importance.png"
+    figure.savefig(path)
+    plt.close(figure)
+    return path
+
+
+def write_classification_report(
+    folder: Path,
+    labels: np.ndarray,
+    candidate: np.ndarray,
+    reference: np.ndarray | None,
+    threshold: float,
+    rows: int,
+    seed: int = 0,
+) -> Path:
+    """Evidently's classification report: the candidate as current, the champion as reference.
+
+    Both sides are the same holdout rows (a sample of ``rows``), so every difference in the
+    report is the models'.
+    """
+    from evidently import BinaryClassification, DataDefinition, Dataset, Report
+    from evidently.presets import ClassificationPreset
+
+    picked = np.random.default_rng(seed).permutation(labels.size)[:rows]
+    picked.sort()
+    definition = DataDefinition(
+        classification=[BinaryClassification(target=LABEL, prediction_probas=SCORE)],
+    )
+
+    def dataset(scores: np.ndarray) -> Dataset:
+        frame = pl.DataFrame({LABEL: labels[picked], SCORE: scores[picked]})
+        return Dataset.from_pandas(frame.to_pandas(), data_definition=definition)
+
+    snapshot = Report([ClassificationPreset(probas_threshold=threshold)]).run(
+        current_data=dataset(candidate),
+        reference_data=None if reference is None else dataset(reference),
+    )
+    path = folder / "classification_report.html"
+    snapshot.save_html(str(path))
+    return path

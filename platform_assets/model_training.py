@@ -1,0 +1,243 @@
+"""How the fraud model is trained: its inputs, the time-ordered split, LightGBM's settings.
+
+Plain functions on polars frames, so the ``candidate_model`` asset, the tests and
+``bench/training.py`` run the same recipe. Three choices shape it:
+
+- **Time decides the split.** The oldest rows train, the next ones stop the boosting early and
+  the latest ones are a holdout the candidate never sees; ``evaluation_report`` scores the
+  candidate and the champion on that holdout.
+- **Deterministic.** A fixed seed, ``deterministic=True``, row-wise histograms and a fixed
+  thread count give a byte-identical model from the same rows and config.
+- **Imbalance without losing calibration.** Frauds are weighted up (``positive_weight``) so the
+  trees see them, and the weight's effect on the odds (a shift of ``log(weight)`` in the raw
+  score) is removed from the first tree afterwards; the booster then outputs probabilities
+  that log loss and calibration can judge, and serving needs no extra step.
+"""
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import polars as pl
+from dagster import Config
+from pydantic import Field
+
+from platform_assets.training_set import LABEL
+from resources.feature_store import TIMESTAMP
+
+# A string the service carries for the on-demand view, and an absolute time that would let the
+# model learn when it was trained rather than how fraud looks.
+NOT_MODEL_INPUTS = ("home_country", "last_transaction_epoch_s")
+LOG_LOSS = "calibrated_log_loss"
+
+
+class TrainingConfig(Config):
+    """LightGBM hyperparameters and the time split, editable in the launchpad."""
+
+    learning_rate: float = Field(default=0.05, gt=0, description="Shrinkage per boosting round.")
+    num_leaves: int = Field(default=31, ge=2, description="Leaves per tree.")
+    min_child_samples: int = Field(
+        default=50, ge=1, description="Fewest rows in a leaf; guards against memorising frauds."
+    )
+    feature_fraction: float = Field(
+        default=0.9, gt=0, le=1, description="Share of features each tree may use."
+    )
+    lambda_l2: float = Field(default=1.0, ge=0, description="L2 regularisation of leaf values.")
+    max_rounds: int = Field(default=400, ge=1, description="Most boosting rounds.")
+    early_stopping_rounds: int = Field(
+        default=30,
+        ge=1,
+        description="Stop when validation log loss has not improved for this many rounds.",
+    )
+    positive_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="Weight of a fraud relative to a legitimate payment. 0: the square root of "
+        "the training rows' legitimate-to-fraud ratio. Its effect on the odds is removed after "
+        "training, so scores stay probabilities.",
+    )
+    monotone_increasing: list[str] = Field(
+        default=["amount_to_customer_mean", "is_foreign", "merchant_chargeback_rate"],
+        description="Features whose increase may never lower the fraud score (domain knowledge, "
+        "enforced by LightGBM's monotone constraints).",
+    )
+    excluded_features: list[str] = Field(
+        default=[],
+        description="Service features to leave out (ablations); the rest of the "
+        "fraud_model_v1 service is used.",
+    )
+    validation_fraction: float = Field(
+        default=0.15,
+        gt=0,
+        lt=0.5,
+        description="Share of rows, after the training rows in time, used for early stopping.",
+    )
+    holdout_fraction: float = Field(
+        default=0.2,
+        gt=0,
+        lt=0.5,
+        description="Share of the latest rows kept out of training for the evaluation gate.",
+    )
+    seed: int = Field(default=7, description="Seed of every random choice LightGBM makes.")
+    num_threads: int = Field(
+        default=2,
+        ge=1,
+        description="LightGBM threads. Fixed on purpose: another count gives another model.",
+    )
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Rows to train on, rows to stop early on, and where the holdout begins."""
+
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    holdout_start: str  # ISO timestamp of the first holdout row
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A booster ready to score, and how it was reached."""
+
+    booster: lgb.Booster
+    best_iteration: int
+    positive_weight: float
+    validation_log_loss: float
+
+
+def model_features(config: TrainingConfig, service_features: list[str]) -> list[str]:
+    """The model's inputs: the service's numeric features, in service order, minus exclusions."""
+    for field in ("excluded_features", "monotone_increasing"):
+        unknown = sorted(set(getattr(config, field)) - set(service_features))
+        if unknown:
+            raise ValueError(f"{field}: {unknown} are not features of the service")
+    excluded = {*NOT_MODEL_INPUTS, *config.excluded_features}
+    return [f for f in service_features if f not in excluded]
+
+
+def time_split(
+    frame: pl.DataFrame, validation_fraction: float, holdout_fraction: float
+) -> TimeSplit:
+    """Split rows sorted by time into training, validation and the holdout's start.
+
+    Boundaries fall on timestamps, so rows of the same instant never straddle two parts.
+    """
+    times = frame[TIMESTAMP]
+    if not times.is_sorted():
+        raise ValueError(f"training rows must be sorted by {TIMESTAMP}")
+    n = frame.height
+    validation_start = times[int(n * (1 - holdout_fraction - validation_fraction))]
+    holdout_start = times[int(n * (1 - holdout_fraction))]
+    train = frame.filter(pl.col(TIMESTAMP) < validation_start)
+    validation = frame.filter(pl.col(TIMESTAMP).is_between(validation_start, holdout_start, "left"))
+    for name, part in (("training", train), ("validation", validation)):
+        if part[LABEL].sum() == 0:
+            raise ValueError(
+                f"the {name} rows ({part.height}) hold no fraud; the training set is too small"
+                " for this split (TrainingConfig.validation_fraction / holdout_fraction)"
+            )
+    return TimeSplit(train, validation, holdout_start.isoformat())
+
+
+def holdout(frame: pl.DataFrame, holdout_start: str) -> pl.DataFrame:
+    """The rows at or after ``holdout_start``: what the candidate never saw."""
+    start = pl.lit(holdout_start).str.to_datetime(time_unit="us", time_zone="UTC")
+    return frame.filter(pl.col(TIMESTAMP) >= start)
+
+
+def feature_matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
+    """float32 rows in ``features`` order; missing values become NaN, which LightGBM routes."""
+    return np.ascontiguousarray(frame.select(features).cast(pl.Float32).to_numpy())
+
+
+def lightgbm_params(config: TrainingConfig, features: list[str], positive_weight: float) -> dict:
+    """LightGBM's parameters for ``config``, deterministic by construction."""
+    return {
+        "objective": "binary",
+        # Early stopping uses calibrated_log_loss, not LightGBM's weighted log loss.
+        "metric": "None",
+        "learning_rate": config.learning_rate,
+        "num_leaves": config.num_leaves,
+        "min_child_samples": config.min_child_samples,
+        "feature_fraction": config.feature_fraction,
+        "lambda_l2": config.lambda_l2,
+        "scale_pos_weight": positive_weight,
+        "monotone_constraints": [int(f in config.monotone_increasing) for f in features],
+        "monotone_constraints_method": "advanced",
+        "seed": config.seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": config.num_threads,
+        "verbosity": -1,
+    }
+
+
+def default_positive_weight(labels: pl.Series) -> float:
+    """sqrt(legitimate / fraud): a middle way between ignoring and fully balancing the classes."""
+    frauds = int(labels.sum())
+    return math.sqrt((labels.len() - frauds) / frauds)
+
+
+def train(config: TrainingConfig, split: TimeSplit, features: list[str]) -> TrainedModel:
+    """Boost on the training rows, stop on validation log loss, return a calibrated booster."""
+    weight = config.positive_weight or default_positive_weight(split.train[LABEL])
+    train_set = lgb.Dataset(
+        feature_matrix(split.train, features),
+        split.train[LABEL].to_numpy(),
+        feature_name=features,
+    )
+    validation_x = feature_matrix(split.validation, features)
+    validation_set = train_set.create_valid(validation_x, split.validation[LABEL].to_numpy())
+    booster = lgb.train(
+        lightgbm_params(config, features, weight),
+        train_set,
+        num_boost_round=config.max_rounds,
+        valid_sets=[validation_set],
+        valid_names=["validation"],
+        feval=calibrated_log_loss(weight),
+        callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+    )
+    best = booster.best_iteration or config.max_rounds
+    model = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    remove_positive_weight(model, weight)
+    return TrainedModel(
+        booster=model,
+        best_iteration=best,
+        positive_weight=weight,
+        validation_log_loss=booster.best_score["validation"][LOG_LOSS],
+    )
+
+
+def calibrated_log_loss(weight: float) -> Callable:
+    """Validation log loss of the scores once the positive weight's odds factor is removed.
+
+    Early stopping on the weighted scores would stop as soon as they drift from the
+    unweighted validation labels, long before the trees have learned anything.
+    """
+
+    def metric(scores: np.ndarray, data: lgb.Dataset) -> tuple[str, float, bool]:
+        labels = np.asarray(data.get_label())
+        probabilities = np.clip(scores / (scores + weight * (1 - scores)), 1e-15, 1 - 1e-15)
+        losses = labels * np.log(probabilities) + (1 - labels) * np.log1p(-probabilities)
+        return LOG_LOSS, float(-losses.mean()), False
+
+    return metric
+
+
+def remove_positive_weight(booster: lgb.Booster, weight: float) -> None:
+    """Shift the raw score by -log(weight) by lowering every leaf of the first tree.
+
+    Weighting frauds by w multiplies the odds the trees learn by w; each row lands in exactly one
+    leaf of the first tree, so this turns the scores back into probabilities.
+    """
+    shift = math.log(weight)
+    first_tree = booster.dump_model(num_iteration=1)["tree_info"][0]
+    for leaf in range(first_tree["num_leaves"]):
+        booster.set_leaf_output(0, leaf, booster.get_leaf_output(0, leaf) - shift)
+
+
+def fraud_scores(booster: lgb.Booster, frame: pl.DataFrame) -> np.ndarray:
+    """Fraud probabilities for ``frame``'s rows, with the features the booster was trained on."""
+    return booster.predict(feature_matrix(frame, booster.feature_name()))  # type: ignore[return-value]

@@ -1,0 +1,170 @@
+"""The MLflow tracking store and model registry the fraud models live in.
+
+Locally it is a SQLite database and an artifact folder inside the project's data folder; in
+production a tracking server. Aliases, not stages, say which version does what: ``champion``
+serves, ``previous_champion`` is the one a rollback returns to.
+
+``mlflow_tracking_run`` is dagster-mlflow's ``mlflow_tracking`` resource, opened in this
+registry's experiment: MLflow would otherwise create the experiment with its artifacts under
+``./mlruns`` in whatever directory the run happens to start in.
+"""
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from dagster import ConfigurableResource, EnvVar, InitResourceContext, resource
+from dagster_mlflow import mlflow_tracking
+from pydantic import Field
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+
+CHAMPION = "champion"
+PREVIOUS_CHAMPION = "previous_champion"
+SQLITE_PREFIX = "sqlite:///"
+
+
+class ModelRegistry(ConfigurableResource):
+    """Where candidate models are tracked and registered, and which one is the champion.
+
+    Attributes:
+        tracking_uri: MLflow tracking and registry URI (``sqlite:///…`` or ``http://…``).
+        artifact_location: Folder or URI for the experiment's artifacts; empty lets a tracking
+            server decide.
+        model_name: The registered model every candidate becomes a version of.
+        experiment_name: The MLflow experiment training runs are logged to.
+        mlflow_ui_url: Where people open MLflow's UI; links in Dagster's metadata point there.
+        dagster_ui_url: Where people open Dagster's UI; MLflow runs link back there.
+    """
+
+    tracking_uri: str
+    artifact_location: str = ""
+    model_name: str = Field(default="fraud_model")
+    experiment_name: str = Field(default="fraud_model")
+    mlflow_ui_url: str = Field(default="http://127.0.0.1:5000")
+    dagster_ui_url: str = Field(default="http://127.0.0.1:3000")
+
+    def client(self) -> "MlflowClient":
+        """A client bound to this store (the SQLite file's folder is created if needed)."""
+        from mlflow import MlflowClient
+
+        if self.tracking_uri.startswith(SQLITE_PREFIX):
+            Path(self.tracking_uri.removeprefix(SQLITE_PREFIX)).parent.mkdir(
+                parents=True, exist_ok=True
+            )
+        return MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    def ensure_experiment(self) -> str:
+        """The experiment's id, creating it with this registry's artifact location if new."""
+        client = self.client()
+        experiment = client.get_experiment_by_name(self.experiment_name)
+        if experiment is not None:
+            return experiment.experiment_id
+        return client.create_experiment(
+            self.experiment_name, artifact_location=self.artifact_location or None
+        )
+
+    def version(self, version: str) -> "ModelVersion":
+        """One registered version of the model."""
+        return self.client().get_model_version(self.model_name, version)
+
+    def champion(self) -> "ModelVersion | None":
+        """The version the ``champion`` alias points at; None before the first promotion."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return self.client().get_model_version_by_alias(self.model_name, CHAMPION)
+        except MlflowException as error:
+            if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    def load_booster(self, version: str) -> "lgb.Booster":
+        """The LightGBM booster registered as ``version``."""
+        import lightgbm as lgb
+        from mlflow.lightgbm import load_model
+
+        with _tracking(self.tracking_uri):
+            booster = load_model(f"models:/{self.model_name}/{version}")
+        if not isinstance(booster, lgb.Booster):
+            raise TypeError(f"{self.model_name} v{version} is not a LightGBM booster")
+        return booster
+
+    def set_version_tags(self, version: str, tags: dict[str, str]) -> None:
+        """Write ``tags`` onto a registered version."""
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(self.model_name, version, key, value)
+
+    def promote(self, version: str) -> str | None:
+        """Make ``version`` the champion; return the version it replaces (None if first).
+
+        The replaced version keeps the ``previous_champion`` alias, so rolling back is moving
+        ``champion`` to it.
+        """
+        client = self.client()
+        previous = self.champion()
+        if previous is not None and previous.version != version:
+            client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, previous.version)
+        client.set_registered_model_alias(self.model_name, CHAMPION, version)
+        return None if previous is None else str(previous.version)
+
+    def run_url(self, experiment_id: str, run_id: str) -> str:
+        """The MLflow UI page of a run."""
+        return f"{self.mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def version_url(self, version: str) -> str:
+        """The MLflow UI page of a registered version."""
+        return f"{self.mlflow_ui_url}/#/models/{self.model_name}/versions/{version}"
+
+    def dagster_run_url(self, run_id: str) -> str:
+        """The Dagster UI page of a run, for the link back from MLflow."""
+        return f"{self.dagster_ui_url}/runs/{run_id}"
+
+
+@contextmanager
+def _tracking(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at ``uri`` for a block, then restore what was set."""
+    import mlflow
+
+    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous[0])
+        mlflow.set_registry_uri(previous[1])
+
+
+@resource(
+    config_schema=mlflow_tracking.config_schema,
+    required_resource_keys={"model_registry"},
+    description=mlflow_tracking.description,
+)
+def mlflow_tracking_run(context: InitResourceContext):
+    """dagster-mlflow's run for this Dagster run, in the model registry's experiment."""
+    context.resources.model_registry.ensure_experiment()
+    # dagster-mlflow's resource function: a generator that opens the run and ends it on error.
+    open_run = cast(Callable[[InitResourceContext], Iterator[Any]], mlflow_tracking.resource_fn)
+    yield from open_run(context)
+
+
+def model_registry_resources(registry: ModelRegistry) -> dict[str, Any]:
+    """The registry and dagster-mlflow's run resource (key ``mlflow``), on the same store."""
+    uri = registry.tracking_uri
+    return {
+        "model_registry": registry,
+        "mlflow": mlflow_tracking_run.configured(
+            {
+                "experiment_name": registry.experiment_name,
+                "mlflow_tracking_uri": {"env": uri.env_var_name}
+                if isinstance(uri, EnvVar)
+                else uri,
+            }
+        ),
+    }
