@@ -99,8 +99,8 @@ def candidate_model(
         "flywheel.training_set_version": data_version,
         "flywheel.feature_service": service,
         "flywheel.code_version": code_version,
-        "flywheel.dagster_run_id": context.run_id,
-        "flywheel.dagster_run_url": model_registry.dagster_run_url(context.run_id),
+        "flywheel.dagster_run_id": context.run.run_id,
+        "flywheel.dagster_run_url": model_registry.dagster_run_url(context.run.run_id),
         **source_provenance(),
     }
     params = lightgbm_params(config, features, trained.positive_weight)

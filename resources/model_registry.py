@@ -10,8 +10,8 @@ registry's experiment: MLflow would otherwise create the experiment with its art
 """
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING, Any, cast
 
 from dagster import ConfigurableResource, EnvVar, InitResourceContext, resource
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     import lightgbm as lgb
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models import Model
 
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
@@ -72,27 +73,54 @@ class ModelRegistry(ConfigurableResource):
         """One registered version of the model."""
         return self.client().get_model_version(self.model_name, version)
 
-    def champion(self) -> "ModelVersion | None":
-        """The version the ``champion`` alias points at; None before the first promotion."""
+    def aliased(self, alias: str) -> "ModelVersion | None":
+        """The version ``alias`` points at; None if no version (or no model) carries it."""
         from mlflow.exceptions import MlflowException
 
         try:
-            return self.client().get_model_version_by_alias(self.model_name, CHAMPION)
+            return self.client().get_model_version_by_alias(self.model_name, alias)
         except MlflowException as error:
             if error.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None
             raise
 
+    def champion(self) -> "ModelVersion | None":
+        """The version serving now; None before the first promotion."""
+        return self.aliased(CHAMPION)
+
     def load_booster(self, version: str) -> "lgb.Booster":
         """The LightGBM booster registered as ``version``."""
         import lightgbm as lgb
-        from mlflow.lightgbm import load_model
 
-        with _tracking(self.tracking_uri):
-            booster = load_model(f"models:/{self.model_name}/{version}")
-        if not isinstance(booster, lgb.Booster):
-            raise TypeError(f"{self.model_name} v{version} is not a LightGBM booster")
-        return booster
+        with TemporaryDirectory() as folder:
+            model = self._download(version, folder)
+            data = self._logged_model(model).flavors["lightgbm"]["data"]
+            return lgb.Booster(model_file=str(model / data))
+
+    def model_info(self, version: str) -> "Model":
+        """The logged model of ``version``: its signature, input example and flavors."""
+        with TemporaryDirectory() as folder:
+            return self._logged_model(self._download(version, folder))
+
+    def _download(self, version: str, folder: str) -> Path:
+        # Explicit URIs rather than mlflow.set_*_uri: the fluent API's global state is
+        # dagster-mlflow's, and a process may hold several stores (tests do).
+        from mlflow.artifacts import download_artifacts
+
+        return Path(
+            download_artifacts(
+                artifact_uri=f"models:/{self.model_name}/{version}",
+                dst_path=folder,
+                tracking_uri=self.tracking_uri,
+                registry_uri=self.tracking_uri,
+            )
+        )
+
+    @staticmethod
+    def _logged_model(folder: Path) -> "Model":
+        from mlflow.models import Model
+
+        return Model.load(str(folder / "MLmodel"))
 
     def set_version_tags(self, version: str, tags: dict[str, str]) -> None:
         """Write ``tags`` onto a registered version."""
@@ -113,6 +141,18 @@ class ModelRegistry(ConfigurableResource):
         client.set_registered_model_alias(self.model_name, CHAMPION, version)
         return None if previous is None else str(previous.version)
 
+    def rollback(self) -> str:
+        """Move ``champion`` back to ``previous_champion``; return the version now serving."""
+        previous = self.aliased(PREVIOUS_CHAMPION)
+        if previous is None:
+            raise LookupError(
+                f"{self.model_name} has no '{PREVIOUS_CHAMPION}' alias: nothing to roll back to"
+            )
+        client = self.client()
+        client.set_registered_model_alias(self.model_name, CHAMPION, previous.version)
+        client.delete_registered_model_alias(self.model_name, PREVIOUS_CHAMPION)
+        return str(previous.version)
+
     def run_url(self, experiment_id: str, run_id: str) -> str:
         """The MLflow UI page of a run."""
         return f"{self.mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
@@ -124,21 +164,6 @@ class ModelRegistry(ConfigurableResource):
     def dagster_run_url(self, run_id: str) -> str:
         """The Dagster UI page of a run, for the link back from MLflow."""
         return f"{self.dagster_ui_url}/runs/{run_id}"
-
-
-@contextmanager
-def _tracking(uri: str) -> Iterator[None]:
-    """Point MLflow's fluent API at ``uri`` for a block, then restore what was set."""
-    import mlflow
-
-    previous = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
 
 
 @resource(

@@ -10,6 +10,7 @@ from platform_assets.definitions import build_definitions, stage_assets
 from resources.clock import Clock
 from resources.feature_store import FEATURE_REPO
 from resources.label_policy import LabelPolicy
+from resources.model_registry import ModelRegistry, model_registry_resources
 from resources.quality_policy import QualityPolicy
 from resources.source_system import ScenarioConfig, SimulatedSource
 
@@ -32,6 +33,10 @@ class LocalPlatform:
         self.feature_repo = feature_repo
         self.label_delay_days = label_delay_days
         self.clock = Clock(frozen_at=now)
+        self.registry = ModelRegistry(
+            tracking_uri=f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
+            artifact_location=str(data_dir / "mlflow" / "artifacts"),
+        )
         self.defs = build_definitions("local", data_dir=data_dir, feature_repo=feature_repo)
 
     def resources(self, scenarios: Sequence[ScenarioConfig] = (), **policy) -> dict:
@@ -47,7 +52,16 @@ class LocalPlatform:
             maturity_days=self.label_delay_days, merchant_risk_window_days=self.label_delay_days
         )
         resources["quality_policy"] = QualityPolicy(**{"drift_report_rows": 0, **policy})
+        resources.update(model_registry_resources(self.registry))
         return resources
+
+    def use_registry(self, folder: Path) -> ModelRegistry:
+        """Track and register models in a fresh MLflow store under ``folder`` from now on."""
+        self.registry = ModelRegistry(
+            tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+            artifact_location=str(folder / "artifacts"),
+        )
+        return self.registry
 
     def materialize(
         self,
