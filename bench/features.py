@@ -73,7 +73,6 @@ import contextlib
 import datetime
 import json
 import random
-import resource
 import sqlite3
 import sys
 import tempfile
@@ -84,7 +83,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from process_memory import reset_high_water_mark, status_mb
+from process_memory import run_measured
 from tables import cell, print_table
 
 from platform_assets import feature_engineering as fe
@@ -111,23 +110,6 @@ HISTORICAL_LADDER = (0.1, 0.3, 1.0)
 
 
 # Memory ------------------------------------------------------------------------------------------
-
-
-def _measured(run: Callable[[], Any]) -> tuple[Any, dict[str, Any]]:
-    """Run ``run`` once; return its result with wall seconds, RSS before and peak RSS in MB.
-
-    The peak is ``VmHWM`` after a reset of the high-water mark; where the kernel refuses the reset
-    it is ``ru_maxrss``, the peak of the whole process so far (an upper bound).
-    """
-    before = status_mb()["VmRSS"]
-    reset = reset_high_water_mark()
-    start = time.perf_counter()
-    result = run()
-    seconds = time.perf_counter() - start
-    peak = (
-        status_mb()["VmHWM"] if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    )
-    return result, {"seconds": seconds, "rss_before_mb": before, "peak_mb": peak, "reset": reset}
 
 
 # Data ----------------------------------------------------------------------------------------
@@ -216,7 +198,7 @@ def compute_features(lake: Path, days: list[datetime.date]) -> dict[str, Any]:
     last_end = last_start + datetime.timedelta(days=1)
 
     _progress("customer_features: all days in one call")
-    customers, out["customer"] = _measured(lambda: fe.customer_features(transactions, days))
+    customers, out["customer"] = run_measured(lambda: fe.customer_features(transactions, days))
     out["customer"].update(_table_figures(customers, "customer_id", last_start, last_end))
     start = time.perf_counter()
     out["customer"]["files"] = _write_per_day(
@@ -226,7 +208,7 @@ def compute_features(lake: Path, days: list[datetime.date]) -> dict[str, Any]:
     del customers
 
     _progress("merchant_features: all days in one call")
-    merchants, out["merchant"] = _measured(
+    merchants, out["merchant"] = run_measured(
         lambda: fe.merchant_features(
             transactions, chargebacks, days, MATURITY_DAYS, RISK_WINDOW_DAYS
         )
@@ -294,8 +276,8 @@ def historical(
         except Exception as error:
             return error
 
-    with _feast_output():
-        rows, measured = _measured(retrieve)
+    with feast_output():
+        rows, measured = run_measured(retrieve)
     if isinstance(rows, Exception):
         message = f"{type(rows).__name__}: {str(rows).splitlines()[0]}"
         _progress(f"{engine} FAILED after {measured['seconds']:.0f} s: {message}")
@@ -392,8 +374,8 @@ def materialize(
     out: dict[str, Any] = {}
     for name, end in (("backfill", last_start), ("day", last_end)):
         _progress(f"materialize ({name}) up to {end.isoformat()}")
-        with _feast_output():
-            intervals, measured = _measured(lambda end=end: feature_store.materialize(end))
+        with feast_output():
+            intervals, measured = run_measured(lambda end=end: feature_store.materialize(end))
         out[name] = {**measured, "intervals": intervals, "written": {}}
         for view, key, dataset in (
             (CUSTOMER_VIEW, "customer_id", "customer_features"),
@@ -521,7 +503,7 @@ def skew(
     sample = pl.DataFrame(requests).with_columns(
         pl.lit(as_of, dtype=pl.Datetime("us", "UTC")).alias(fe.TIMESTAMP)
     )
-    with _feast_output():
+    with feast_output():
         served = feature_store.online_features(sample.drop(fe.TIMESTAMP).to_dicts())
         replayed = feature_store.historical_features(sample.with_row_index("sample_row"))
     replayed = replayed.sort("sample_row")
@@ -564,7 +546,7 @@ def configure_duckdb(spill: Path, memory_limit: str, max_spill: str) -> dict[str
 
 
 @contextlib.contextmanager
-def _feast_output() -> Iterator[None]:
+def feast_output() -> Iterator[None]:
     """Send what Feast prints (materialization progress) to stderr, keeping stdout the report."""
     with contextlib.redirect_stdout(sys.stderr):
         yield
@@ -586,7 +568,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
         _progress("feast apply")
         feature_store = FeatureStoreResource(lake_root=str(lake), state_dir=str(Path(tmp, "feast")))
-        with _feast_output():
+        with feast_output():
             feature_store.apply()
 
         out["materialize"] = materialize(feature_store, lake, days)

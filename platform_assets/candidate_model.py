@@ -123,6 +123,7 @@ def candidate_model(
                 "validation_rows": split.validation.height,
                 "train_fraud_rate": train_fraud_rate,
                 "training_seconds": training_seconds,
+                "boosting_seconds": trained.boosting_seconds,
             }
         )
         example = pl.DataFrame(
@@ -168,7 +169,8 @@ def candidate_model(
             "features": MetadataValue.int(len(features)),
             "train_rows": MetadataValue.int(split.train.height),
             "holdout_start": MetadataValue.text(split.holdout_start),
-            "training_seconds": MetadataValue.float(round(training_seconds, 2)),
+            "training_seconds": MetadataValue.float(round(training_seconds, 3)),
+            "boosting_seconds": MetadataValue.float(round(trained.boosting_seconds, 3)),
             "model_sha256": MetadataValue.text(
                 hashlib.sha256(trained.booster.model_to_string().encode()).hexdigest()
             ),

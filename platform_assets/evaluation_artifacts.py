@@ -15,6 +15,8 @@ import polars as pl
 from platform_assets.training_set import LABEL
 
 SCORE = "fraud_score"
+# A line of a thousand points looks the same as one of every threshold and draws in no time.
+CURVE_POINTS = 1_000
 
 
 CURVE_AXES = {
@@ -31,12 +33,15 @@ def curve(kind: str, labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray
 
     if kind == "roc":
         false_positives, true_positives, _ = roc_curve(labels, scores)
-        return false_positives, true_positives
-    if kind == "precision_recall":
+        x, y = false_positives, true_positives
+    elif kind == "precision_recall":
         precision, recall, _ = precision_recall_curve(labels, scores)
-        return recall, precision
-    observed, predicted = calibration_curve(labels, scores, n_bins=10, strategy="quantile")
-    return predicted, observed
+        x, y = recall, precision
+    else:
+        observed, predicted = calibration_curve(labels, scores, n_bins=10, strategy="quantile")
+        x, y = predicted, observed
+    kept = np.unique(np.linspace(0, x.size - 1, min(x.size, CURVE_POINTS)).astype(int))
+    return x[kept], y[kept]
 
 
 def write_curves(folder: Path, labels: np.ndarray, scores: dict[str, np.ndarray]) -> list[Path]:

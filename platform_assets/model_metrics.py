@@ -22,7 +22,8 @@ from sklearn.metrics import (
 
 from platform_assets.training_set import LABEL
 
-AMOUNT_BANDS = (20.0, 100.0, 500.0)  # EUR; bands are [0, 20), [20, 100), [100, 500), [500, ∞)
+AMOUNT_BANDS = (20.0, 100.0, 500.0)  # EUR; each band includes its lower edge
+AMOUNT_BAND_NAMES = ("<20", "20-100", "100-500", ">=500")
 CALIBRATION_BINS = 10
 
 
@@ -132,7 +133,7 @@ def score_metrics(labels: np.ndarray, scores: np.ndarray, operating_precision: f
 
 def slice_masks(rows: pl.DataFrame) -> dict[str, np.ndarray]:
     """Boolean row masks per slice: channel, country, amount band, new vs returning customer."""
-    band = pl.col("amount").cut(list(AMOUNT_BANDS), left_closed=True)
+    band = pl.col("amount").bin_intervals(list(AMOUNT_BANDS), labels=list(AMOUNT_BAND_NAMES))
     # No payment in the 30 days before this one: the customer is new to the model.
     new = pl.col("txn_count_30d").fill_null(0) == 0
     columns = rows.select(

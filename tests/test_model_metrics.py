@@ -71,11 +71,18 @@ def test_slices_cover_channel_country_amount_band_and_new_customers(holdout):
     masks = slice_masks(rows)
     assert {"channel:online", "country:MX", "customer:new", "customer:returning"} <= masks.keys()
     assert {name for name in masks if name.startswith("amount:")} == {
-        "amount:[-inf, 20)",
-        "amount:[20, 100)",
-        "amount:[100, 500)",
-        "amount:[500, inf)",
+        "amount:<20",
+        "amount:20-100",
+        "amount:100-500",
+        "amount:>=500",
     }
+    # A band includes its lower edge.
+    edges = slice_masks(rows.head(4).with_columns(amount=pl.Series([19.99, 20.0, 499.0, 500.0])))
+    band_of_row = [
+        next(name for name, mask in edges.items() if name.startswith("amount:") and mask[row])
+        for row in range(4)
+    ]
+    assert band_of_row == ["amount:<20", "amount:20-100", "amount:100-500", "amount:>=500"]
     for prefix in ("channel:", "country:", "amount:", "customer:"):
         # Each family partitions the rows: every row in exactly one slice of it.
         family = [mask for name, mask in masks.items() if name.startswith(prefix)]
