@@ -12,11 +12,20 @@ export UV_COMPILE_BYTECODE := 1
 export UV_SYSTEM_CERTS := 1
 export DO_NOT_TRACK := 1
 
-.PHONY: dev test lint test-unit test-asset-graph test-sensor test-e2e bench env
+MLFLOW_STORE := $(CURDIR)/.flywheel/data/mlflow
+MLFLOW_PORT := 5000
+
+.PHONY: dev mlflow test lint test-unit test-asset-graph test-sensor test-e2e bench env
 
 ## dev: create the environment and start `dagster dev` on http://127.0.0.1:3000 (loopback only)
 dev: env $(DAGSTER_HOME)/dagster.yaml
 	$(UV) run --locked dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+
+## mlflow: MLflow's UI on http://127.0.0.1:5000 over make dev's tracking store and model registry
+mlflow: env
+	mkdir -p $(MLFLOW_STORE)
+	$(UV) run --locked mlflow ui --backend-store-uri sqlite:///$(MLFLOW_STORE)/mlflow.db \
+		--host 127.0.0.1 --port $(MLFLOW_PORT) --workers 1
 
 ## test: create the environment, lint, type-check and run the whole test suite
 test: env lint
@@ -43,8 +52,9 @@ $(UV):
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# The Dagster instance of `make dev`: SQLite storage inside the project, no telemetry, and the
-# freshness daemon on so raw_transactions' freshness policy is evaluated.
-$(DAGSTER_HOME)/dagster.yaml:
+# The Dagster instance of `make dev`: SQLite storage inside the project, no telemetry, the
+# freshness daemon on so raw_transactions' freshness policy is evaluated, and two runs at a time
+# (two cores: a backfill of many days queues instead of starting every run at once).
+$(DAGSTER_HOME)/dagster.yaml: Makefile
 	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\nfreshness:\n  enabled: true\n' > $@
+	printf 'telemetry:\n  enabled: false\nfreshness:\n  enabled: true\nconcurrency:\n  runs:\n    max_concurrent_runs: 2\n' > $@

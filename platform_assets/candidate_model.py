@@ -15,7 +15,15 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from dagster import AssetExecutionContext, AssetKey, MetadataValue, Output, ResourceParam, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AutomationCondition,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    asset,
+)
 
 from platform_assets.datasets import content_hash
 from platform_assets.model_training import (
@@ -65,6 +73,8 @@ def source_provenance(root: Path = PROJECT_ROOT) -> dict[str, str]:
     tags={"flywheel/stage": "training"},
     code_version="1",
     io_manager_key="record_io_manager",
+    # A new training set (a retraining request rebuilds it) trains a new candidate.
+    automation_condition=AutomationCondition.eager(),
 )
 def candidate_model(
     context: AssetExecutionContext,
@@ -106,7 +116,8 @@ def candidate_model(
     params = lightgbm_params(config, features, trained.positive_weight)
     train_fraud_rate = float(split.train[LABEL].mean())  # type: ignore[arg-type]
     try:
-        mlflow.set_tags(tags)
+        # dagster-mlflow names the run after the job; the asset and the Dagster run say more.
+        mlflow.set_tags({**tags, "mlflow.runName": f"candidate_model {context.run.run_id[:8]}"})
         mlflow.log_params(
             {
                 **{f"lgb.{key}": value for key, value in params.items()},

@@ -19,6 +19,7 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AutomationCondition,
     MetadataValue,
     Output,
     asset,
@@ -74,6 +75,7 @@ def timed_scores(booster: lgb.Booster, rows: pl.DataFrame) -> tuple[np.ndarray, 
     tags={"flywheel/stage": "evaluation"},
     code_version="1",
     io_manager_key="record_io_manager",
+    automation_condition=AutomationCondition.eager(),
 )
 def evaluation_report(
     context: AssetExecutionContext,

@@ -7,7 +7,7 @@ click in MLflow's UI). A later stage puts the canary release before this one.
 
 from typing import Any
 
-from dagster import AssetExecutionContext, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, Output, asset
 
 from resources.clock import Clock
 from resources.model_registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
@@ -20,6 +20,10 @@ from resources.model_registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
     tags={"flywheel/stage": "deployment"},
     code_version="1",
     io_manager_key="record_io_manager",
+    # Promote a new candidate as soon as the gate has passed it, never a blocked one.
+    automation_condition=(
+        AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
+    ),
 )
 def production_model(
     context: AssetExecutionContext,

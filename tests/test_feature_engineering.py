@@ -26,6 +26,7 @@ def transactions(*rows: tuple) -> pl.LazyFrame:
                 "merchant_id": merchant,
                 "amount": amount,
                 "country": country,
+                "channel": "pos",
                 "event_timestamp": at(when),
             }
             for number, (customer, merchant, amount, country, when) in enumerate(rows, start=1)
@@ -114,5 +115,6 @@ def test_entity_rows_ask_just_before_the_transaction_and_carry_the_label():
     chargebacks = pl.LazyFrame({"transaction_id": [2]})
     rows = labelled_transactions(history, chargebacks).sort("transaction_id")
     assert rows["is_fraud"].to_list() == [False, True]
+    assert rows["channel"].to_list() == ["pos", "pos"]  # kept for the evaluation's slices
     assert rows["event_timestamp"][0] == at("2026-01-01T09:59:59.999999")
     assert rows["transaction_epoch_s"][0] == int(at("2026-01-01T10:00:00").timestamp())

@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from dagster import AssetKey, AssetSelection, ExecuteInProcessResult, instance_for_test
+from dagster import (
+    AssetKey,
+    AssetSelection,
+    ExecuteInProcessResult,
+    evaluate_automation_conditions,
+    instance_for_test,
+)
 from harness import LocalPlatform, days
 
 from platform_assets.evaluation import GATE_CHECK
@@ -263,3 +269,42 @@ def test_raising_a_risk_feature_never_lowers_the_fraud_score(platform, registry)
         assert (np.diff(by_row, axis=1) >= 0).all(), feature
         # And the model did learn the risk: the score moves, on average, with the feature.
         assert (by_row[:, -1] - by_row[:, 0]).mean() > 0, feature
+
+
+def test_a_new_training_set_retrains_evaluates_and_promotes_by_automation(platform, registry):
+    """Declarative automation, tick by tick: what a rebuilt training set sets in motion."""
+    chain = {"candidate_model", "evaluation_report", "production_model"}
+
+    def tick(cursor=None) -> tuple[set[str], object]:
+        result = evaluate_automation_conditions(
+            defs=platform.defs, instance=platform.instance, asset_selection=CHAIN, cursor=cursor
+        )
+        keys = {k for k in chain if result.get_num_requested(AssetKey(k))}
+        return keys, result.cursor
+
+    def rebuild_training_set() -> None:
+        config = {"ops": {"training_set": {"config": {"days": 20}}}}
+        result = platform.materialize(AssetSelection.assets("training_set"), run_config=config)
+        assert result.success
+
+    requested, cursor = tick()
+    assert requested == set()  # nothing new since the training set was built
+
+    rebuild_training_set()
+    requested, cursor = tick(cursor)
+    assert requested == {"candidate_model", "evaluation_report"}
+    assert run_chain(platform, AssetSelection.assets(*requested)).success
+    requested, cursor = tick(cursor)
+    assert requested == {"production_model"}  # the gate passed
+    assert run_chain(platform, AssetSelection.assets(*requested)).success
+    assert champion(registry) == "1"
+    assert tick(cursor)[0] == set()
+
+    # Retraining on the same rows gives the same model: the gate blocks it, nothing is promoted.
+    rebuild_training_set()
+    requested, cursor = tick(cursor)
+    assert requested == {"candidate_model", "evaluation_report"}
+    assert not gate_verdict(run_chain(platform, AssetSelection.assets(*requested)))[0]
+    requested, cursor = tick(cursor)
+    assert requested == set()
+    assert champion(registry) == "1"
