@@ -109,13 +109,14 @@ class SimulatedSource(SourceSystem):
 
     Attributes:
         seed: Seeds customers, merchants and every day.
-        rows_per_day: Average transactions per day (hundreds to 10M).
+        rows_per_day: Average transactions per day (hundreds to 10M). The default gives two weeks
+            of matured labels enough frauds (about 0.6 %) for the fraud model to clear its gate.
         scenarios: Incidents and drifts switched on for date ranges.
         max_label_delay_days: Chargebacks arrive 1..N days after the transaction.
     """
 
     seed: int = 7
-    rows_per_day: int = 2_000
+    rows_per_day: int = 10_000
     scenarios: list[ScenarioConfig] = []
     max_label_delay_days: int = 30
     _simulator: CardPaymentsSimulator | None = PrivateAttr(default=None)
