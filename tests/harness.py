@@ -85,6 +85,13 @@ class LocalPlatform:
         """Run the ingestion group for one day, as the daily schedule would."""
         return self.materialize(AssetSelection.groups("ingestion"), day, scenarios, **policy)
 
+    def ingest_with_features(self, days: Sequence[str]) -> None:
+        """Ingest each day, then compute its feature rows, as the daily job does."""
+        features = AssetSelection.assets("customer_features", "merchant_features")
+        for day in days:
+            assert self.ingest(day).success, day
+            assert self.materialize(features, day).success, day
+
     def accept_baseline(self, days: Sequence[str], reason: str = "test") -> ExecuteInProcessResult:
         config = {"partitions": list(days), "reason": reason}
         return self.materialize(

@@ -22,14 +22,7 @@ pytestmark = pytest.mark.asset_graph
 INGESTED = days("2026-01-01", 13)
 NOW = "2026-01-14T06:00:00+00:00"
 LABEL_DELAY = 3
-FEATURES = AssetSelection.assets("customer_features", "merchant_features")
 STORE = AssetSelection.assets("feature_store_registry", "online_features")
-
-
-def build(platform: LocalPlatform) -> None:
-    for day in INGESTED:
-        assert platform.ingest(day).success
-        assert platform.materialize(FEATURES, day).success
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +35,7 @@ def platform(tmp_path_factory) -> Iterator[LocalPlatform]:
             now=NOW,
             label_delay_days=LABEL_DELAY,
         )
-        build(local)
+        local.ingest_with_features(INGESTED)
         yield local
 
 

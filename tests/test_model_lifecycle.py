@@ -55,10 +55,7 @@ def platform(tmp_path_factory) -> Iterator[LocalPlatform]:
             now=NOW,
             label_delay_days=3,
         )
-        features = AssetSelection.assets("customer_features", "merchant_features")
-        for day in days("2026-01-01", 24):
-            assert local.ingest(day).success
-            assert local.materialize(features, day).success
+        local.ingest_with_features(days("2026-01-01", 24))
         assert local.materialize(AssetSelection.assets("feature_store_registry")).success
         assert local.materialize(
             AssetSelection.assets("training_set"),
