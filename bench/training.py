@@ -16,16 +16,19 @@ What is measured, and why:
   as a deployed store exists already. Wall time of the whole
   call, each step's time from Dagster's step events, and the boosting time measured inside
   ``candidate_model`` (the same ``lgb.train`` call as the peer's).
-* **Overhead** = ours − bare LightGBM: loading the training set, the time split and float32
-  matrices, MLflow tracking, model logging and registration, the whole evaluation (both models
-  scored, metrics, slices, plots, Evidently's report), promotion and Dagster's own run
-  bookkeeping. Target: overhead <= 10 % of bare training, per size. Library imports are warmed
-  up before the first measurement; their cold cost, paid once by every run's process under
-  ``dagster dev``, is measured in a fresh interpreter and printed apart.
+* **Overhead** = ours − the boosting inside ours: everything but LightGBM's own work in the
+  same run (loading the training set, the time split and float32 matrices, MLflow tracking,
+  model logging and registration, the whole evaluation: both models scored, metrics, slices,
+  plots, Evidently's report; promotion and Dagster's own run bookkeeping). Taken within one run
+  because two separate trainings of the same model differ by up to 10 % here; the peer shows
+  that the boosting inside ours is LightGBM's bare cost. Target: overhead <= 10 % of the bare
+  training, per size. Library imports are warmed up before the first measurement; their cold
+  cost, paid once by every run's process under ``dagster dev``, is measured in a fresh
+  interpreter and printed apart.
 * Peak RSS (``VmHWM`` reset before each measurement) of the peer and of ours.
 
-Run from the project root: ``.venv/bin/python bench/training.py`` (about eight minutes on two
-cores, about 9 GB of memory at peak) or ``--quick`` (100k and 300k rows, about two minutes).
+Run from the project root: ``.venv/bin/python bench/training.py`` (about two minutes on two
+cores, 3.7 GB of memory at peak) or ``--quick`` (100k and 300k rows, under half a minute).
 Tables go to stdout, progress to stderr; the last line of stdout is one JSON object.
 """
 
@@ -195,13 +198,13 @@ def report(m: dict[str, Any]) -> dict[str, Any]:
     figures: dict[str, Any] = {"cold_imports_s": round(m["cold_imports_s"], 2), "sizes": []}
     for size in m["sizes"]:
         bare, chain = size["bare"], size["ours"]
-        overhead = chain["seconds"] - bare["seconds"]
+        overhead = chain["seconds"] - chain["boosting_s"]
         steps = chain["steps"]
         candidate_other = steps["candidate_model"] - chain["boosting_s"]
         dagster_s = chain["seconds"] - sum(steps.values())
         rows.append(
             [size["rows"], size["frauds"], bare["rounds"], bare["seconds"], chain["boosting_s"],
-             chain["seconds"], overhead, overhead / bare["seconds"] * 100, candidate_other,
+             chain["seconds"], overhead, overhead / chain["boosting_s"] * 100, candidate_other,
              steps["evaluation_report"], steps.get("evaluation_report_candidate_beats_champion", 0),
              steps.get("production_model", 0), dagster_s, bare["peak_mb"], chain["peak_mb"]]
         )  # fmt: skip
@@ -213,8 +216,8 @@ def report(m: dict[str, Any]) -> dict[str, Any]:
                 "boosting_inside_ours_s": round(chain["boosting_s"], 3),
                 "ours_total_s": round(chain["seconds"], 3),
                 "overhead_s": round(overhead, 3),
-                "overhead_pct": round(overhead / bare["seconds"] * 100, 1),
-                "target_met": overhead <= TARGET_OVERHEAD * bare["seconds"],
+                "overhead_pct": round(overhead / chain["boosting_s"] * 100, 1),
+                "target_met": overhead <= TARGET_OVERHEAD * chain["boosting_s"],
                 "candidate_model_besides_boosting_s": round(candidate_other, 3),
                 "evaluation_report_s": round(steps["evaluation_report"], 3),
                 "production_model_s": round(steps.get("production_model", 0), 3),
@@ -228,7 +231,7 @@ def report(m: dict[str, Any]) -> dict[str, Any]:
     print_table(
         "Training: bare LightGBM (peer: lgb.Dataset + lgb.train on prepared arrays) against ours "
         "(candidate_model + evaluation_report + production_model through Dagster, same rows, "
-        "same parameters); overhead = ours - bare",
+        "same parameters); overhead = ours - the boosting inside ours (% of that boosting)",
         ["rows", "frauds", "rounds", "bare LightGBM s", "boosting inside ours s", "ours s",
          "overhead s", "overhead %", "candidate besides boosting s", "evaluation s",
          "gate check s", "promotion s", "Dagster run s", "bare peak MB", "ours peak MB"],

@@ -23,7 +23,7 @@ from dagster import (
 from harness import LocalPlatform, days
 
 from platform_assets.evaluation import GATE_CHECK
-from platform_assets.model_training import holdout
+from platform_assets.model_training import TrainingConfig, holdout
 from resources.environments import PROJECT_ROOT
 from resources.model_registry import PREVIOUS_CHAMPION, ModelRegistry
 
@@ -141,7 +141,7 @@ def test_the_run_the_version_and_their_tags_are_in_mlflow(platform, registry):
     }
     assert run.info.status == "FINISHED"
     assert expected_tags.items() <= run.data.tags.items()
-    assert run.data.params["lgb.learning_rate"] == "0.05"
+    assert run.data.params["lgb.learning_rate"] == str(TrainingConfig().learning_rate)
     assert run.data.params["lgb.deterministic"] == "True"
     assert run.data.params["lgb.num_threads"] == "2"
     assert run.data.params["features"].split(",") == reference["features"]
