@@ -89,6 +89,26 @@ def candidate_model(
     Deterministic: the same training set and config give a byte-identical model. Its latest
     rows are held out for ``evaluation_report``; the value is a reference to the version.
     """
+    # dagster-mlflow opened the MLflow run with the Dagster run; it must not stay RUNNING.
+    try:
+        output = _train_and_register(
+            context, config, training_set, feature_store, model_registry, mlflow
+        )
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run()
+    return output
+
+
+def _train_and_register(
+    context: AssetExecutionContext,
+    config: TrainingConfig,
+    training_set: pl.DataFrame,
+    feature_store: FeatureStoreResource,
+    model_registry: ModelRegistry,
+    mlflow: Any,
+) -> Output[dict[str, Any]]:
     from mlflow.lightgbm import log_model
     from mlflow.models import infer_signature
 
@@ -115,47 +135,42 @@ def candidate_model(
     }
     params = lightgbm_params(config, features, trained.positive_weight)
     train_fraud_rate = float(split.train[LABEL].mean())  # type: ignore[arg-type]
-    try:
-        # dagster-mlflow names the run after the job; the asset and the Dagster run say more.
-        mlflow.set_tags({**tags, "mlflow.runName": f"candidate_model {context.run.run_id[:8]}"})
-        mlflow.log_params(
-            {
-                **{f"lgb.{key}": value for key, value in params.items()},
-                "config": config.model_dump_json(),
-                "features": ",".join(features),
-                "holdout_start": split.holdout_start,
-            }
-        )
-        mlflow.log_metrics(
-            {
-                "validation_log_loss": trained.validation_log_loss,
-                "best_iteration": trained.best_iteration,
-                "train_rows": split.train.height,
-                "validation_rows": split.validation.height,
-                "train_fraud_rate": train_fraud_rate,
-                "training_seconds": training_seconds,
-                "boosting_seconds": trained.boosting_seconds,
-            }
-        )
-        example = pl.DataFrame(
-            feature_matrix(split.train.head(INPUT_EXAMPLE_ROWS), features), schema=features
-        ).to_pandas()
-        info = log_model(
-            trained.booster,
-            name="model",
-            signature=infer_signature(example, trained.booster.predict(example.to_numpy())),
-            input_example=example,
-            # Listed, not inferred: inference costs seconds and these are the scoring imports.
-            pip_requirements=_scoring_requirements(),
-            registered_model_name=model_registry.model_name,
-        )
-        version = str(info.registered_model_version)
-        model_registry.set_version_tags(version, tags)
-        run = mlflow.active_run().info
-        mlflow.end_run()
-    except BaseException:
-        mlflow.end_run(status="FAILED")
-        raise
+    # dagster-mlflow names the run after the job; the asset and the Dagster run say more.
+    mlflow.set_tags({**tags, "mlflow.runName": f"candidate_model {context.run.run_id[:8]}"})
+    mlflow.log_params(
+        {
+            **{f"lgb.{key}": value for key, value in params.items()},
+            "config": config.model_dump_json(),
+            "features": ",".join(features),
+            "holdout_start": split.holdout_start,
+        }
+    )
+    mlflow.log_metrics(
+        {
+            "validation_log_loss": trained.validation_log_loss,
+            "best_iteration": trained.best_iteration,
+            "train_rows": split.train.height,
+            "validation_rows": split.validation.height,
+            "train_fraud_rate": train_fraud_rate,
+            "training_seconds": training_seconds,
+            "boosting_seconds": trained.boosting_seconds,
+        }
+    )
+    example = pl.DataFrame(
+        feature_matrix(split.train.head(INPUT_EXAMPLE_ROWS), features), schema=features
+    ).to_pandas()
+    info = log_model(
+        trained.booster,
+        name="model",
+        signature=infer_signature(example, trained.booster.predict(example.to_numpy())),
+        input_example=example,
+        # Listed, not inferred: inference costs seconds and these are the scoring imports.
+        pip_requirements=_scoring_requirements(),
+        registered_model_name=model_registry.model_name,
+    )
+    version = str(info.registered_model_version)
+    model_registry.set_version_tags(version, tags)
+    run = mlflow.active_run().info
 
     reference = {
         "model_name": model_registry.model_name,

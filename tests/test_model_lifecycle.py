@@ -305,3 +305,17 @@ def test_a_new_training_set_retrains_evaluates_and_promotes_by_automation(platfo
     requested, cursor = tick(cursor)
     assert requested == set()
     assert champion(registry) == "1"
+
+
+def test_a_failed_training_names_the_field_and_closes_its_mlflow_run(platform, registry):
+    result = run_chain(
+        platform, AssetSelection.assets("candidate_model"), training={"excluded_features": ["x"]}
+    )
+    assert not result.success
+    (failure,) = result.get_step_failure_events()
+    assert "excluded_features: ['x'] are not features of the service" in str(
+        failure.step_failure_data.error
+    )
+    runs = registry.client().search_runs([registry.ensure_experiment()])
+    assert [run.info.status for run in runs] == ["FAILED"]
+    assert registry.champion() is None
