@@ -38,9 +38,9 @@ from platform_assets.model_metrics import (
     as_records,
     evaluate,
     gate,
+    label_array,
     operating_point,
     slice_masks,
-    training_labels,
     verdict_table,
 )
 from platform_assets.model_training import fraud_scores, holdout
@@ -92,7 +92,7 @@ def evaluation_report(
     """
     version = candidate_model["version"]
     rows = holdout(training_set, candidate_model["holdout_start"])
-    labels = training_labels(rows)
+    labels = label_array(rows)
     if not labels.any():
         raise ValueError(
             f"the holdout from {candidate_model['holdout_start']} ({rows.height} rows) holds no "

@@ -6,12 +6,12 @@ the training fraud rate for everyone) rule by rule, so a person reads exactly wh
 """
 
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import polars as pl
 from dagster import Config
-from pydantic import Field
+from pydantic import Field, field_validator
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -27,10 +27,16 @@ AMOUNT_BAND_NAMES = ("<20", "20-100", "100-500", ">=500")
 CALIBRATION_BINS = 10
 
 
+Metric = Literal[
+    "pr_auc", "roc_auc", "log_loss", "recall_at_precision", "brier", "calibration_error"
+]
+METRICS: tuple[str, ...] = get_args(Metric)
+
+
 class MetricRule(Config):
     """One critical metric and how the candidate may move it relative to the reference."""
 
-    metric: str = Field(description="pr_auc, roc_auc, log_loss, recall_at_precision or brier.")
+    metric: Metric = Field(description="Which metric of the suite the rule is about.")
     must: Literal["not_drop", "not_rise"] = Field(
         description="not_drop: higher is better; not_rise: lower is better."
     )
@@ -51,7 +57,7 @@ class GateConfig(Config):
         validate_default=True,
         description="Critical metrics; any rule broken blocks the candidate.",
     )
-    primary_metric: str = Field(
+    primary_metric: Metric = Field(
         default="pr_auc", description="The metric a candidate must improve to be worth a release."
     )
     min_primary_improvement: float = Field(
@@ -79,6 +85,14 @@ class GateConfig(Config):
         description="Absolute minimums (higher-is-better metrics) every candidate must reach, "
         "with or without a champion. Defaults fit the simulated payments (fraud rate ~0.9 %).",
     )
+
+    @field_validator("floors")
+    @classmethod
+    def _floors_name_metrics(cls, floors: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(floors) - set(METRICS))
+        if unknown:
+            raise ValueError(f"floors: {unknown} are not metrics of the suite {list(METRICS)}")
+        return floors
 
 
 @dataclass(frozen=True)
@@ -249,6 +263,6 @@ def as_records(verdicts: list[Verdict]) -> list[dict]:
     return [asdict(v) for v in verdicts]
 
 
-def training_labels(frame: pl.DataFrame) -> np.ndarray:
+def label_array(frame: pl.DataFrame) -> np.ndarray:
     """The label column as 0/1 integers."""
     return frame[LABEL].cast(pl.Int8).to_numpy()

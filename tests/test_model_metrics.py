@@ -183,3 +183,10 @@ def test_operating_point_and_calibration_error():
     drawn = (rng.random(truth.size) < truth).astype(int)
     assert calibration_error(drawn, truth) < 0.005
     assert calibration_error(drawn, truth * 3) > 0.1
+
+
+def test_a_rule_or_floor_on_an_unknown_metric_is_refused_naming_the_field():
+    with pytest.raises(ValueError, match=r"floors: \['f1'\] are not metrics of the suite"):
+        GateConfig(floors={"f1": 0.5})
+    with pytest.raises(ValueError, match="metric"):
+        GateConfig(critical=[{"metric": "f1", "must": "not_drop"}])  # type: ignore[list-item]
