@@ -135,11 +135,13 @@ class ModelRegistry(ConfigurableResource):
         ``champion`` to it.
         """
         client = self.client()
-        previous = self.champion()
-        if previous is not None and previous.version != version:
-            client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, previous.version)
+        current = self.champion()
+        # MLflow returns versions as numbers here and takes them as strings.
+        previous = None if current is None else str(current.version)
+        if previous is not None and previous != str(version):
+            client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, previous)
         client.set_registered_model_alias(self.model_name, CHAMPION, version)
-        return None if previous is None else str(previous.version)
+        return previous
 
     def rollback(self) -> str:
         """Move ``champion`` back to ``previous_champion``; return the version now serving."""

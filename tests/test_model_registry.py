@@ -1,0 +1,62 @@
+"""The model registry resource on a real MLflow store: aliases, promotion and rollback."""
+
+from pathlib import Path
+
+import pytest
+
+from resources.model_registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(
+        tracking_uri=f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}",
+        artifact_location=str(tmp_path / "mlflow" / "artifacts"),
+    )
+
+
+def register_versions(registry: ModelRegistry, count: int) -> None:
+    """Versions of a placeholder model: aliases do not look inside what they point at."""
+    source = Path(registry.artifact_location, "placeholder")
+    source.mkdir(parents=True)
+    client = registry.client()
+    client.create_registered_model(registry.model_name)
+    for _ in range(count):
+        client.create_model_version(registry.model_name, source=str(source))
+
+
+def aliases(registry: ModelRegistry) -> dict[str, str]:
+    model = registry.client().get_registered_model(registry.model_name)
+    return {alias: str(version) for alias, version in model.aliases.items()}
+
+
+def test_the_experiment_keeps_its_artifacts_in_the_registry_folder(registry, tmp_path):
+    first = registry.ensure_experiment()
+    assert registry.ensure_experiment() == first  # created once
+    experiment = registry.client().get_experiment(first)
+    assert experiment.artifact_location == str(tmp_path / "mlflow" / "artifacts")
+
+
+def test_promotion_keeps_the_replaced_champion_one_rollback_away(registry):
+    assert registry.champion() is None  # no model yet
+    register_versions(registry, 2)
+    assert registry.champion() is None  # no promotion yet
+
+    assert registry.promote("1") is None
+    assert aliases(registry) == {CHAMPION: "1"}
+    assert registry.promote("2") == "1"
+    assert aliases(registry) == {CHAMPION: "2", PREVIOUS_CHAMPION: "1"}
+
+    assert registry.rollback() == "1"
+    assert aliases(registry) == {CHAMPION: "1"}
+    with pytest.raises(LookupError, match="no 'previous_champion' alias"):
+        registry.rollback()
+
+
+def test_promoting_the_champion_again_does_not_make_it_its_own_predecessor(registry):
+    register_versions(registry, 1)
+    registry.promote("1")
+    registry.promote("1")
+    assert aliases(registry) == {CHAMPION: "1"}
