@@ -17,7 +17,6 @@ import numpy as np
 import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AutomationCondition,
     MetadataValue,
     Output,
@@ -39,8 +38,7 @@ from resources.environments import PROJECT_ROOT
 from resources.feature_store import FeatureStoreResource
 from resources.model_registry import ModelRegistry
 
-CANDIDATE_MODEL = AssetKey("candidate_model")
-LOCK_FILE = PROJECT_ROOT / "uv.lock"
+LOCK_FILE = "uv.lock"
 INPUT_EXAMPLE_ROWS = 5
 
 
@@ -56,7 +54,7 @@ def source_provenance(root: Path = PROJECT_ROOT) -> dict[str, str]:
             return ""
         return done.stdout.strip()
 
-    lock = Path(root, LOCK_FILE.name)
+    lock = Path(root, LOCK_FILE)
     return {
         "mlflow.source.git.commit": git("rev-parse", "HEAD") or "unknown",
         "flywheel.git_dirty": str(bool(git("status", "--porcelain", "--untracked-files=no"))),

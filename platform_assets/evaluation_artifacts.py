@@ -46,11 +46,7 @@ def curve(kind: str, labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray
 
 def write_curves(folder: Path, labels: np.ndarray, scores: dict[str, np.ndarray]) -> list[Path]:
     """ROC, precision-recall and calibration plots, one line per model, as PNG files."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     paths = []
     for kind, (x_label, y_label) in CURVE_AXES.items():
         figure, plot = plt.subplots(figsize=(5, 4), dpi=100)
@@ -63,21 +59,13 @@ def write_curves(folder: Path, labels: np.ndarray, scores: dict[str, np.ndarray]
         plot.set_ylabel(y_label)
         plot.set_title(kind.replace("_", "-"))
         plot.legend()
-        figure.tight_layout()
-        path = folder / f"{kind}.png"
-        figure.savefig(path)
-        plt.close(figure)
-        paths.append(path)
+        paths.append(_save(figure, folder / f"{kind}.png"))
     return paths
 
 
 def write_feature_importance(folder: Path, booster: lgb.Booster) -> Path:
     """The candidate's total split gain per feature, largest first, as a PNG bar chart."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     gains = booster.feature_importance(importance_type="gain")
     order = np.argsort(gains)
     names = np.array(booster.feature_name())[order]
@@ -85,10 +73,24 @@ def write_feature_importance(folder: Path, booster: lgb.Booster) -> Path:
     plot.barh(names, gains[order])
     plot.set_xlabel("total gain")
     plot.set_title("feature importance (candidate)")
+    return _save(figure, folder / "feature_importance.png")
+
+
+def _pyplot():
+    """Matplotlib's pyplot on the file-only backend (no display on a server)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure, path: Path) -> Path:
+    """Write ``figure`` to ``path`` and free it."""
     figure.tight_layout()
-    path = folder / "feature_importance.png"
     figure.savefig(path)
-    plt.close(figure)
+    _pyplot().close(figure)
     return path
 
 
