@@ -1,16 +1,18 @@
 """Evaluation stage: the candidate against the champion on rows neither was trained on.
 
 ``evaluation_report`` scores both models on the candidate's holdout (the latest rows of the
-training set, after everything the candidate saw) with the same suite: whole-holdout metrics,
-slices, calibration and batch scoring speed. The blocking check ``candidate_beats_champion``
+training set, after everything the candidate saw), from the champion's own holdout start when
+that is later, with the same suite: whole-holdout metrics, slices, calibration and batch
+scoring speed. The blocking check ``candidate_beats_champion``
 turns the report's rule table into the verdict; ``production_model`` runs only after it passes.
 Without a champion, the reference is a naive baseline that gives every payment the training
 fraud rate, and the absolute floors decide whether the first model is good enough.
 """
 
 import time
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import lightgbm as lgb
 import numpy as np
@@ -47,6 +49,9 @@ from platform_assets.model_training import fraud_scores, holdout
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
 GATE_CHECK = "candidate_beats_champion"
 BASELINE = "baseline"
 
@@ -66,6 +71,34 @@ def timed_scores(booster: lgb.Booster, rows: pl.DataFrame) -> tuple[np.ndarray, 
     started = time.perf_counter()
     scores = fraud_scores(booster, rows)
     return scores, (time.perf_counter() - started) * 1000 * 10_000 / rows.height
+
+
+def evaluation_start(
+    context: AssetExecutionContext,
+    candidate_model: dict[str, Any],
+    champion: "ModelVersion | None",
+    model_registry: ModelRegistry,
+) -> tuple[str, str]:
+    """Where the rows neither model saw begin, and who they are unseen by.
+
+    A champion trained on a later window than the candidate's has seen the start of the
+    candidate's holdout; scored there, it would look better than it is and block fair
+    candidates. So the evaluation starts at the later of the two holdout starts.
+    """
+    start = candidate_model["holdout_start"]
+    if champion is None:
+        return start, "the candidate"
+    champion_start = model_registry.holdout_start(champion)
+    if champion_start is None:
+        context.log.warning(
+            f"champion v{champion.version}'s run records no holdout_start: it is scored on "
+            "the candidate's holdout, which it may have been trained on"
+        )
+        return start, "the candidate"
+    unseen_by = f"the candidate and champion v{champion.version}"
+    if datetime.fromisoformat(champion_start) > datetime.fromisoformat(start):
+        return champion_start, unseen_by
+    return start, unseen_by
 
 
 @asset(
@@ -91,17 +124,18 @@ def evaluation_report(
     logged to the candidate's MLflow run; the results are tags on its registered version.
     """
     version = candidate_model["version"]
-    rows = holdout(training_set, candidate_model["holdout_start"])
+    champion = model_registry.champion()
+    start, unseen_by = evaluation_start(context, candidate_model, champion, model_registry)
+    rows = holdout(training_set, start)
     labels = label_array(rows)
     if not labels.any():
         raise ValueError(
-            f"the holdout from {candidate_model['holdout_start']} ({rows.height} rows) holds no "
-            "fraud; train on more days (training_set config 'days')"
+            f"the rows from {start} ({rows.height}), which {unseen_by} never saw, hold no fraud; "
+            "train on more days (training_set config 'days') or wait for newer labels"
         )
     booster = model_registry.load_booster(version)
     scores, latency = {}, {}
     scores["candidate"], latency["candidate"] = timed_scores(booster, rows)
-    champion = model_registry.champion()
     if champion is None:
         reference = BASELINE
         scores[reference] = np.full(labels.size, candidate_model["train_fraud_rate"])
@@ -161,6 +195,7 @@ def evaluation_report(
         "verdicts": as_records(verdicts),
         "metrics": {name: result.metrics for name, result in results.items()},
         "slices": {name: result.slices for name, result in results.items()},
+        "holdout_start": start,
         "holdout_rows": rows.height,
         "holdout_frauds": int(labels.sum()),
         "scoring_ms_per_10k_rows": latency,
@@ -174,6 +209,8 @@ def evaluation_report(
             "gate": MetadataValue.md(verdict_table(verdicts, reference)),
             "reference": MetadataValue.text(reference),
             "candidate_version": MetadataValue.text(version),
+            "holdout_start": MetadataValue.text(start),
+            "holdout_unseen_by": MetadataValue.text(unseen_by),
             "holdout_rows": MetadataValue.int(rows.height),
             "holdout_frauds": MetadataValue.int(int(labels.sum())),
             **{f"candidate_{m}": MetadataValue.float(round(v, 5)) for m, v in candidate.items()},

@@ -122,6 +122,15 @@ class ModelRegistry(ConfigurableResource):
 
         return Model.load(str(folder / "MLmodel"))
 
+    def holdout_start(self, version: "ModelVersion") -> str | None:
+        """Where the rows ``version`` never saw begin: its training run's ``holdout_start``.
+
+        None for a version whose run did not record one (registered outside ``candidate_model``).
+        """
+        if not version.run_id:
+            return None
+        return self.client().get_run(version.run_id).data.params.get("holdout_start")
+
     def set_version_tags(self, version: str, tags: dict[str, str]) -> None:
         """Write ``tags`` onto a registered version."""
         client = self.client()

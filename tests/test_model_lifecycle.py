@@ -8,6 +8,7 @@ tracks and registers its models in its own fresh MLflow store (SQLite + artifact
 import hashlib
 import subprocess
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from harness import LocalPlatform, days
 
 from platform_assets.evaluation import GATE_CHECK
 from platform_assets.model_training import TrainingConfig, holdout
+from platform_assets.training_set import LABEL
 from resources.environments import PROJECT_ROOT
 from resources.model_registry import PREVIOUS_CHAMPION, ModelRegistry
 
@@ -208,6 +210,26 @@ def test_a_better_candidate_replaces_the_champion_and_a_rollback_is_one_step(pla
 
     assert registry.rollback() == "1"
     assert champion(registry) == "1"
+
+
+def test_a_champion_trained_on_later_rows_is_scored_only_on_rows_neither_model_saw(
+    platform, registry
+):
+    # The champion's holdout is the last 10 %: it trained on the start of the candidate's 20 %.
+    later = run_chain(platform, training={"holdout_fraction": 0.1}, gate=LOW_FLOORS)
+    assert later.success and champion(registry) == "1"
+    champion_start = later.output_for_node("candidate_model")["holdout_start"]
+
+    result = run_chain(platform, AssetSelection.assets("candidate_model", "evaluation_report"))
+    candidate_start = result.output_for_node("candidate_model")["holdout_start"]
+    assert datetime.fromisoformat(candidate_start) < datetime.fromisoformat(champion_start)
+    report = materialized(result, "evaluation_report")
+    assert report["holdout_start"] == champion_start
+    assert report["holdout_unseen_by"] == "the candidate and champion v1"
+    rows = pl.read_parquet(Path(platform.data_dir, "lake", "training_set.parquet"))
+    unseen = holdout(rows, champion_start)
+    assert report["holdout_rows"] == unseen.height < holdout(rows, candidate_start).height
+    assert report["holdout_frauds"] == unseen[LABEL].sum()
 
 
 @pytest.mark.parametrize(

@@ -60,3 +60,15 @@ def test_promoting_the_champion_again_does_not_make_it_its_own_predecessor(regis
     registry.promote("1")
     registry.promote("1")
     assert aliases(registry) == {CHAMPION: "1"}
+
+
+def test_a_versions_holdout_start_comes_from_its_training_run(registry):
+    register_versions(registry, 1)  # registered by hand: no run behind it
+    assert registry.holdout_start(registry.version("1")) is None
+
+    client = registry.client()
+    run = client.create_run(registry.ensure_experiment())
+    client.log_param(run.info.run_id, "holdout_start", "2026-01-19T06:00:00+00:00")
+    source = str(Path(registry.artifact_location, "placeholder"))
+    client.create_model_version(registry.model_name, source=source, run_id=run.info.run_id)
+    assert registry.holdout_start(registry.version("2")) == "2026-01-19T06:00:00+00:00"
