@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.models import Model
 
+LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # make mlflow
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
 SQLITE_PREFIX = "sqlite:///"
@@ -39,6 +40,8 @@ class ModelRegistry(ConfigurableResource):
         model_name: The registered model every candidate becomes a version of.
         experiment_name: The MLflow experiment training runs are logged to.
         mlflow_ui_url: Where people open MLflow's UI; links in Dagster's metadata point there.
+            Empty: the tracking server itself when there is one (it serves the UI), else
+            ``make mlflow``'s address.
         dagster_ui_url: Where people open Dagster's UI; MLflow runs link back there.
     """
 
@@ -46,7 +49,7 @@ class ModelRegistry(ConfigurableResource):
     artifact_location: str = ""
     model_name: str = Field(default="fraud_model")
     experiment_name: str = Field(default="fraud_model")
-    mlflow_ui_url: str = Field(default="http://127.0.0.1:5000")
+    mlflow_ui_url: str = Field(default="")
     dagster_ui_url: str = Field(default="http://127.0.0.1:3000")
 
     def client(self) -> "MlflowClient":
@@ -164,13 +167,21 @@ class ModelRegistry(ConfigurableResource):
         client.delete_registered_model_alias(self.model_name, PREVIOUS_CHAMPION)
         return str(previous.version)
 
+    def ui_url(self) -> str:
+        """Where MLflow's UI is: as configured, else the tracking server, else ``make mlflow``."""
+        if self.mlflow_ui_url:
+            return self.mlflow_ui_url
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return self.tracking_uri.rstrip("/")
+        return LOCAL_MLFLOW_UI
+
     def run_url(self, experiment_id: str, run_id: str) -> str:
         """The MLflow UI page of a run."""
-        return f"{self.mlflow_ui_url}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{self.ui_url()}/#/experiments/{experiment_id}/runs/{run_id}"
 
     def version_url(self, version: str) -> str:
         """The MLflow UI page of a registered version."""
-        return f"{self.mlflow_ui_url}/#/models/{self.model_name}/versions/{version}"
+        return f"{self.ui_url()}/#/models/{self.model_name}/versions/{version}"
 
     def dagster_run_url(self, run_id: str) -> str:
         """The Dagster UI page of a run, for the link back from MLflow."""

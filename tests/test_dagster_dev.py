@@ -10,15 +10,14 @@ of it: webserver, daemon and code server.
 import json
 import os
 import signal
-import socket
 import subprocess
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from servers import free_port, wait_for
 
 from resources.environments import DATA_DIR_VARIABLE, PROJECT_ROOT
 
@@ -27,25 +26,6 @@ pytestmark = pytest.mark.e2e
 STARTUP_SECONDS = 120
 # The sensor's first tick comes within a minute of the daemon starting; runs take seconds.
 FIRST_RUNS_SECONDS = 180
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _wait_for(what: str, seconds: float, probe: Callable[[], Any]) -> Any:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` on timeout."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if found := probe():
-                return found
-        except OSError:
-            pass
-        time.sleep(2)
-    pytest.fail(f"{what} not seen within {seconds} s")
 
 
 class DevServer:
@@ -73,7 +53,7 @@ class DevServer:
 
 @pytest.fixture
 def dev_server(tmp_path: Path) -> Iterator[DevServer]:
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "make-dev.log"
     env = {**os.environ, DATA_DIR_VARIABLE: str(tmp_path / "data")}
     # On make's command line: the Makefile's own assignment would win over the environment.
@@ -125,7 +105,7 @@ RUNS_TRIGGERED_BY = """{
 def test_make_dev_serves_the_code_location_with_automation_on(
     dev_server: DevServer, tmp_path: Path
 ) -> None:
-    _wait_for("the Dagster webserver", STARTUP_SECONDS, dev_server.is_up)
+    wait_for("the Dagster webserver", STARTUP_SECONDS, dev_server.is_up)
     assert (tmp_path / "dagster_home" / "dagster.yaml").is_file()
 
     [repository] = dev_server.graphql(ASSETS_AND_AUTOMATION)["repositoriesOrError"]["nodes"]
@@ -151,18 +131,18 @@ def test_make_dev_serves_the_code_location_with_automation_on(
         runs = dev_server.graphql(RUNS_TRIGGERED_BY % trigger)["runsOrError"]["results"]
         return [r for r in runs if r["status"] == "SUCCESS"]
 
-    runs = _wait_for(
+    runs = wait_for(
         "a successful run launched by the freshness sensor", FIRST_RUNS_SECONDS, succeeded_runs
     )
     # With no key and no network, the RAG index builds itself from the shipped corpus.
-    _wait_for(
+    wait_for(
         "a successful rag_index run launched by its freshness sensor",
         FIRST_RUNS_SECONDS,
         lambda: succeeded_runs("corpus_changed"),
     )
     assert (tmp_path / "data" / "llm" / "rag_index" / "index_state.json").is_file()
     # ... and automation_sensor (on by default) evaluates the prompts and releases them.
-    _wait_for(
+    wait_for(
         "prompt_release materialized by declarative automation",
         FIRST_RUNS_SECONDS,
         lambda: dev_server.graphql(LATEST_MATERIALIZATION % "prompt_release")["assetOrError"][
@@ -179,7 +159,7 @@ def test_make_dev_serves_the_code_location_with_automation_on(
         execution = check["executionForLatestMaterialization"]
         return execution["status"] if execution and execution["status"] != "IN_PROGRESS" else None
 
-    assert _wait_for("the online store's skew check", FIRST_RUNS_SECONDS, skew_check_status) == (
+    assert wait_for("the online store's skew check", FIRST_RUNS_SECONDS, skew_check_status) == (
         "SUCCEEDED"
     )
     assert (tmp_path / "data" / "feast" / "online_store.db").is_file()
@@ -190,7 +170,7 @@ def test_make_dev_serves_the_code_location_with_automation_on(
 
     os.killpg(dev_server.process.pid, signal.SIGINT)  # Ctrl-C
     dev_server.process.wait(timeout=60)  # make itself dies of the SIGINT, as in a terminal
-    _wait_for("every process of make dev stopped", 60, lambda: not _group_alive(dev_server))
+    wait_for("every process of make dev stopped", 60, lambda: not _group_alive(dev_server))
 
 
 def _group_alive(server: DevServer) -> bool:

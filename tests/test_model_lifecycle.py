@@ -6,7 +6,12 @@ tracks and registers its models in its own fresh MLflow store (SQLite + artifact
 """
 
 import hashlib
+import json
+import os
+import signal
 import subprocess
+import sys
+import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -22,6 +27,7 @@ from dagster import (
     instance_for_test,
 )
 from harness import LocalPlatform, days
+from servers import free_port, wait_for
 
 from platform_assets.evaluation import GATE_CHECK
 from platform_assets.model_training import TrainingConfig, holdout
@@ -69,6 +75,36 @@ def platform(tmp_path_factory) -> Iterator[LocalPlatform]:
 @pytest.fixture
 def registry(platform: LocalPlatform, tmp_path: Path) -> ModelRegistry:
     return platform.use_registry(tmp_path / "mlflow")
+
+
+@pytest.fixture
+def tracking_server(tmp_path: Path) -> Iterator[str]:
+    """Production's MLflow: a tracking server on HTTP that stores runs, the registry and the
+    artifacts it is sent (proxied to ``served-artifacts``), started as a person starts it."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "mlflow-server.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "mlflow"), "server", "--port", str(port),
+             "--workers", "1", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+             "--artifacts-destination", str(tmp_path / "served-artifacts")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+
+    def healthy() -> bool:
+        assert process.poll() is None, f"mlflow server exited:\n{log.read_text()}"
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+            return response.status == 200
+
+    try:
+        wait_for("the MLflow tracking server", 90, healthy)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def run_chain(
@@ -230,6 +266,30 @@ def test_a_champion_trained_on_later_rows_is_scored_only_on_rows_neither_model_s
     unseen = holdout(rows, champion_start)
     assert report["holdout_rows"] == unseen.height < holdout(rows, candidate_start).height
     assert report["holdout_frauds"] == unseen[LABEL].sum()
+
+
+def test_the_loop_runs_on_an_mlflow_tracking_server(platform, tracking_server, tmp_path):
+    """The production setting: a tracking URI alone, the server choosing where artifacts go."""
+    registry = ModelRegistry(tracking_uri=tracking_server)
+    platform.registry = registry
+    result = run_chain(platform)
+    assert result.success
+    assert champion(registry) == "1"
+    reference = result.output_for_node("candidate_model")
+    assert registry.load_booster("1").feature_name() == reference["features"]
+    assert registry.version("1").tags["eval.verdict"] == "passed"
+    # Model and report went through the server to its artifact store, not to a local folder.
+    served = tmp_path / "served-artifacts"
+    assert any(served.rglob("MLmodel"))
+    assert any(served.rglob("classification_report.html"))
+    # The asset's links open the server's own UI, and the run is there.
+    assert materialized(result, "candidate_model")["mlflow_run"] == (
+        f"{tracking_server}/#/experiments/{reference['experiment_id']}/runs/{reference['run_id']}"
+    )
+    with urllib.request.urlopen(
+        f"{tracking_server}/api/2.0/mlflow/runs/get?run_id={reference['run_id']}", timeout=30
+    ) as response:
+        assert json.load(response)["run"]["info"]["status"] == "FINISHED"
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from resources.model_registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
+from resources.model_registry import CHAMPION, LOCAL_MLFLOW_UI, PREVIOUS_CHAMPION, ModelRegistry
 
 pytestmark = pytest.mark.unit
 
@@ -72,3 +72,11 @@ def test_a_versions_holdout_start_comes_from_its_training_run(registry):
     source = str(Path(registry.artifact_location, "placeholder"))
     client.create_model_version(registry.model_name, source=source, run_id=run.info.run_id)
     assert registry.holdout_start(registry.version("2")) == "2026-01-19T06:00:00+00:00"
+
+
+def test_links_open_the_tracking_servers_ui_unless_told_otherwise(registry):
+    assert registry.ui_url() == LOCAL_MLFLOW_UI  # a SQLite store: make mlflow serves its UI
+    server = ModelRegistry(tracking_uri="https://mlflow.example.com/")
+    assert server.run_url("3", "abc") == "https://mlflow.example.com/#/experiments/3/runs/abc"
+    told = ModelRegistry(tracking_uri="https://mlflow.internal", mlflow_ui_url="https://ui.example")
+    assert told.version_url("2") == "https://ui.example/#/models/fraud_model/versions/2"
