@@ -31,8 +31,8 @@ What is measured, and why:
   apart.
 * Peak RSS (``VmHWM`` reset before each measurement) of the peer and of ours.
 
-Run from the project root: ``.venv/bin/python bench/training.py`` (about three minutes on two
-cores, 3.7 GB of memory at peak) or ``--quick`` (100k and 300k rows, under half a minute).
+Run from the project root: ``.venv/bin/python bench/training.py`` (about two and a half minutes
+on two cores, 4.1 GB of memory at peak) or ``--quick`` (100k and 300k rows, under half a minute).
 Tables go to stdout, progress to stderr; the last line of stdout is one JSON object.
 """
 
