@@ -206,7 +206,7 @@ def evaluation_report(
         report,
         metadata={
             "verdict": MetadataValue.text("passed" if passed else f"blocked: {', '.join(failed)}"),
-            "gate": MetadataValue.md(verdict_table(verdicts, reference)),
+            "gate": verdict_table(verdicts, reference),
             "reference": MetadataValue.text(reference),
             "candidate_version": MetadataValue.text(version),
             "holdout_start": MetadataValue.text(start),
@@ -245,6 +245,6 @@ def candidate_beats_champion(evaluation_report: dict[str, Any]) -> AssetCheckRes
             "candidate_version": MetadataValue.text(evaluation_report["candidate_version"]),
             "reference": MetadataValue.text(evaluation_report["reference"]),
             "failed_rules": MetadataValue.text(", ".join(failed) or "none"),
-            "gate": MetadataValue.md(verdict_table(verdicts, evaluation_report["reference"])),
+            "gate": verdict_table(verdicts, evaluation_report["reference"]),
         },
     )

@@ -10,7 +10,14 @@ from typing import Literal, get_args
 
 import numpy as np
 import polars as pl
-from dagster import Config
+from dagster import (
+    Config,
+    MetadataValue,
+    TableColumn,
+    TableMetadataValue,
+    TableRecord,
+    TableSchema,
+)
 from pydantic import Field, field_validator
 from sklearn.metrics import (
     average_precision_score,
@@ -245,17 +252,31 @@ def gate(
     return verdicts
 
 
-def verdict_table(verdicts: list[Verdict], reference_name: str) -> str:
-    """The gate as a markdown table: metric, reference, candidate, rule, verdict."""
-    lines = [
-        f"| metric | {reference_name} | candidate | rule | verdict |",
-        "|---|---|---|---|---|",
-    ]
-    for v in verdicts:
-        old = "–" if v.reference is None else f"{v.reference:.4f}"
-        mark = "pass" if v.passed else "**FAIL**"
-        lines.append(f"| {v.check} | {old} | {v.candidate:.4f} | {v.rule} | {mark} |")
-    return "\n".join(lines)
+def verdict_table(verdicts: list[Verdict], reference_name: str) -> TableMetadataValue:
+    """The gate as Dagster table metadata: metric, reference, candidate, rule, verdict."""
+    return MetadataValue.table(
+        records=[
+            TableRecord(
+                {
+                    "metric": v.check,
+                    reference_name: None if v.reference is None else round(v.reference, 4),
+                    "candidate": round(v.candidate, 4),
+                    "rule": v.rule,
+                    "verdict": "pass" if v.passed else "FAIL",
+                }
+            )
+            for v in verdicts
+        ],
+        schema=TableSchema(
+            columns=[
+                TableColumn("metric", "string"),
+                TableColumn(reference_name, "float", description="The reference's value."),
+                TableColumn("candidate", "float"),
+                TableColumn("rule", "string", description="What the candidate must reach."),
+                TableColumn("verdict", "string"),
+            ]
+        ),
+    )
 
 
 def as_records(verdicts: list[Verdict]) -> list[dict]:

@@ -227,7 +227,8 @@ def test_the_first_model_must_beat_the_baseline_and_the_floors(platform, registr
     passed, metadata = gate_verdict(result)
     assert passed, metadata["gate"]
     assert metadata["reference"] == "baseline"
-    assert "| pr_auc gain |" in metadata["gate"] and "| roc_auc floor |" in metadata["gate"]
+    rules = {record.data["metric"]: record.data["verdict"] for record in metadata["gate"].records}
+    assert rules["pr_auc gain"] == rules["roc_auc floor"] == "pass"
     assert champion(registry) == "2"
     assert materialized(result, "production_model")["previous_champion"] == "none"
 

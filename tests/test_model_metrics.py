@@ -162,12 +162,36 @@ def test_rule_tolerances_are_configurable(holdout):
 
 
 def test_verdict_table_names_the_failed_rule():
-
     table = verdict_table(
-        [Verdict("log_loss", 0.04, 0.05, "≤ reference + 0", False)], "champion v3"
+        [
+            Verdict("log_loss", 0.04, 0.05, "≤ reference + 0", False),
+            Verdict("roc_auc floor", None, 0.81234, "≥ 0.75", True),
+        ],
+        "champion v3",
     )
-    assert table.splitlines()[0] == "| metric | champion v3 | candidate | rule | verdict |"
-    assert "| log_loss | 0.0400 | 0.0500 | ≤ reference + 0 | **FAIL** |" in table
+    assert [c.name for c in table.schema.columns] == [
+        "metric",
+        "champion v3",
+        "candidate",
+        "rule",
+        "verdict",
+    ]
+    assert [r.data for r in table.records] == [
+        {
+            "metric": "log_loss",
+            "champion v3": 0.04,
+            "candidate": 0.05,
+            "rule": "≤ reference + 0",
+            "verdict": "FAIL",
+        },
+        {
+            "metric": "roc_auc floor",
+            "champion v3": None,
+            "candidate": 0.8123,
+            "rule": "≥ 0.75",
+            "verdict": "pass",
+        },
+    ]
 
 
 def test_operating_point_and_calibration_error():
