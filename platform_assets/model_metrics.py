@@ -200,6 +200,11 @@ def evaluate(
     )
 
 
+def relative_rule(comparison: str, sign: str, margin: float) -> str:
+    """A rule against the reference as a person reads it: "≥ reference − 0.02", "≤ reference"."""
+    return f"{comparison} reference" + (f" {sign} {margin:g}" if margin else "")
+
+
 def gate(
     candidate: ModelEvaluation,
     reference: ModelEvaluation,
@@ -218,9 +223,9 @@ def gate(
     for rule in config.critical:
         new, old = candidate.metrics[rule.metric], reference.metrics[rule.metric]
         if rule.must == "not_drop":
-            passed, text = new >= old - rule.tolerance, f"≥ reference − {rule.tolerance:g}"
+            passed, text = new >= old - rule.tolerance, relative_rule("≥", "−", rule.tolerance)
         else:
-            passed, text = new <= old + rule.tolerance, f"≤ reference + {rule.tolerance:g}"
+            passed, text = new <= old + rule.tolerance, relative_rule("≤", "+", rule.tolerance)
         verdicts.append(Verdict(rule.metric, old, new, text, passed))
     primary = config.primary_metric
     verdicts.append(
@@ -228,7 +233,7 @@ def gate(
             f"{primary} gain",
             reference.metrics[primary],
             candidate.metrics[primary],
-            f"≥ reference + {config.min_primary_improvement:g}",
+            relative_rule("≥", "+", config.min_primary_improvement),
             candidate.metrics[primary]
             >= reference.metrics[primary] + config.min_primary_improvement,
         )
@@ -245,7 +250,7 @@ def gate(
                 f"pr_auc [{name}]",
                 old,
                 new,
-                f"≥ reference − {config.slice_tolerance:g}",
+                relative_rule("≥", "−", config.slice_tolerance),
                 new >= old - config.slice_tolerance,
             )
         )

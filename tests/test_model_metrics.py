@@ -16,6 +16,7 @@ from platform_assets.model_metrics import (
     evaluate,
     gate,
     operating_point,
+    relative_rule,
     slice_masks,
     verdict_table,
 )
@@ -164,7 +165,7 @@ def test_rule_tolerances_are_configurable(holdout):
 def test_verdict_table_names_the_failed_rule():
     table = verdict_table(
         [
-            Verdict("log_loss", 0.04, 0.05, "≤ reference + 0", False),
+            Verdict("log_loss", 0.04, 0.05, "≤ reference", False),
             Verdict("roc_auc floor", None, 0.81234, "≥ 0.75", True),
         ],
         "champion v3",
@@ -181,7 +182,7 @@ def test_verdict_table_names_the_failed_rule():
             "metric": "log_loss",
             "champion v3": 0.04,
             "candidate": 0.05,
-            "rule": "≤ reference + 0",
+            "rule": "≤ reference",
             "verdict": "FAIL",
         },
         {
@@ -192,6 +193,11 @@ def test_verdict_table_names_the_failed_rule():
             "verdict": "pass",
         },
     ]
+
+
+def test_rules_read_without_a_zero_margin():
+    assert relative_rule("≤", "+", 0.0) == "≤ reference"
+    assert relative_rule("≥", "−", 0.02) == "≥ reference − 0.02"
 
 
 def test_operating_point_and_calibration_error():
