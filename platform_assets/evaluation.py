@@ -3,8 +3,8 @@
 ``evaluation_report`` scores both models on the candidate's holdout (the latest rows of the
 training set, after everything the candidate saw), from the champion's own holdout start when
 that is later, with the same suite: whole-holdout metrics, slices, calibration and batch
-scoring speed. The blocking check ``candidate_beats_champion``
-turns the report's rule table into the verdict; ``production_model`` runs only after it passes.
+scoring speed. The blocking check ``candidate_beats_champion`` turns the report's rule table
+into the verdict; ``production_model`` runs only after it passes.
 Without a champion, the reference is a naive baseline that gives every payment the training
 fraud rate, and the absolute floors decide whether the first model is good enough.
 """
@@ -118,7 +118,7 @@ def evaluation_report(
     model_registry: ModelRegistry,
     lake: Lake,
 ) -> Output[dict[str, Any]]:
-    """The candidate and the champion scored on the candidate's holdout, rule by rule.
+    """The candidate and the champion scored, rule by rule, on the latest rows neither trained on.
 
     Plots and Evidently's classification report are written next to the lake's reports and
     logged to the candidate's MLflow run; the results are tags on its registered version.
