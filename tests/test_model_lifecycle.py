@@ -2,7 +2,8 @@
 
 One temporary Dagster instance and lake for the module: 24 simulated days of 10,000 payments with
 a 3-day label delay, features per day, the Feast registry and a 20-day training set. Every test
-tracks and registers its models in its own fresh MLflow store (SQLite + artifacts on tmp_path).
+tracks and registers its models in its own fresh MLflow store: SQLite + artifacts on tmp_path, or
+for production's setting a real ``mlflow server`` on a free port.
 """
 
 import hashlib
