@@ -13,30 +13,33 @@ from dagster import (
     load_assets_from_modules,
 )
 
-from platform_assets import (
-    baseline,
-    candidate_model,
-    evaluation,
-    feature_store,
-    features,
-    ingestion,
-    ingestion_checks,
-    llm_costs,
-    llm_evaluation,
-    production_model,
-    prompts,
-    rag_index,
-    training_set,
+from platform_assets.features import feature_tables, online_features, training_set
+from platform_assets.ingestion import (
+    delivery_checks,
+    raw_transactions,
+    transaction_baseline,
+    validated_transactions,
 )
+from platform_assets.llm import (
+    llm_cost_report,
+    llm_eval_report,
+    prompt_registry,
+    prompt_release,
+    rag_index,
+)
+from platform_assets.model import candidate_model, evaluation_report, production_model
 from resources.environments import build_resources, current_environment
 from resources.feature_store import FEATURE_REPO
 from sensors.automation import automation_sensor
 from sensors.ingestion import daily_ingestion_schedule, raw_transactions_freshness_sensor
 from sensors.llm import prompt_change_sensor, rag_index_freshness_sensor
 
-ASSET_MODULES = (ingestion, baseline, features, candidate_model, evaluation, production_model)
-ASSET_MODULES += (prompts, rag_index, llm_evaluation, llm_costs)
-CHECK_MODULES = (ingestion_checks, rag_index, evaluation)
+# One module per stage's wiring, in the order of the loop; each module's assets and checks are
+# loaded from it (the feature store's and the training set's are built for a Feast repository).
+ASSET_MODULES = (raw_transactions, validated_transactions, transaction_baseline, feature_tables)
+ASSET_MODULES += (candidate_model, evaluation_report, production_model)
+ASSET_MODULES += (prompt_registry, rag_index, llm_eval_report, prompt_release, llm_cost_report)
+CHECK_MODULES = (delivery_checks, rag_index, evaluation_report)
 
 
 def stage_assets(feature_repo: Path = FEATURE_REPO) -> list:
@@ -47,7 +50,7 @@ def stage_assets(feature_repo: Path = FEATURE_REPO) -> list:
     """
     return [
         *load_assets_from_modules(list(ASSET_MODULES)),
-        *feature_store.build_feature_store_assets(feature_repo),
+        *online_features.build_feature_store_assets(feature_repo),
         training_set.build_training_set(feature_repo),
         *load_asset_checks_from_modules(list(CHECK_MODULES)),
     ]

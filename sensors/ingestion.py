@@ -10,7 +10,6 @@ import datetime
 import json
 
 from dagster import (
-    AssetKey,
     AssetPartitionStatus,
     AssetSelection,
     DefaultScheduleStatus,
@@ -24,12 +23,13 @@ from dagster import (
     sensor,
 )
 
-from platform_assets.partitions import FIRST_BUSINESS_DAY, daily_partitions
+from platform_assets.common.catalog import INGESTION
+from platform_assets.common.keys import CUSTOMER_FEATURES, MERCHANT_FEATURES, RAW_TRANSACTIONS
+from platform_assets.common.partitions import FIRST_BUSINESS_DAY, daily_partitions
 from resources.alerting import Alerter
 from resources.clock import Clock
 from resources.quality_policy import QualityPolicy
 
-RAW_TRANSACTIONS = AssetKey("raw_transactions")
 # Days the freshness sensor looks back over; older gaps are a backfill, not a late delivery.
 FRESHNESS_LOOKBACK_DAYS = 7
 
@@ -37,8 +37,8 @@ ingestion_job = define_asset_job(
     "ingestion_job",
     # The day's feature rows are computed as soon as the day passes its checks, so the online
     # store and training sets never wait for a second trigger.
-    selection=AssetSelection.groups("ingestion")
-    | AssetSelection.assets("customer_features", "merchant_features"),
+    selection=AssetSelection.groups(INGESTION)
+    | AssetSelection.assets(CUSTOMER_FEATURES, MERCHANT_FEATURES),
     partitions_def=daily_partitions,
     description=(
         "Fetch, check and split one day of transactions, fetch that day's labels, and compute "

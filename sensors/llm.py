@@ -21,13 +21,11 @@ from dagster import (
     sensor,
 )
 
+from platform_assets.common.keys import PROMPT_REGISTRY, RAG_INDEX
 from resources.clock import Clock
-from resources.embeddings import Embedder
-from resources.prompts import PromptRegistry, PromptVersion
-from resources.rag import CorpusFolder, VectorIndex, corpus_version, index_lag
-
-RAG_INDEX = AssetKey("rag_index")
-PROMPT_REGISTRY = AssetKey("prompt_registry")
+from resources.llm.embeddings import Embedder
+from resources.llm.prompts import PromptRegistry, PromptVersion
+from resources.llm.rag import CorpusFolder, VectorIndex, corpus_version, index_lag
 
 
 def _refresh_sensor(key: AssetKey, description: str):
@@ -72,6 +70,7 @@ def rag_index_freshness_sensor(
 
 
 def _versions(prompts: dict[str, dict[str, PromptVersion]]) -> dict[tuple[str, str], str]:
+    """Each (use case, label)'s prompt version."""
     return {(u, label): p.version for u, labels in prompts.items() for label, p in labels.items()}
 
 
@@ -83,13 +82,8 @@ def prompt_change_sensor(
     context: SensorEvaluationContext, prompts: PromptRegistry
 ) -> RunRequest | SkipReason:
     """Request ``prompt_registry`` when the set of versions in the files differs from the last."""
-    files = prompts.read_files()
-    recorded = {
-        (u, label): p.version
-        for u, labels in prompts.current().items()
-        for label, p in labels.items()
-    }
-    now = {(u, label): p.version for u, labels in files.items() for label, p in labels.items()}
+    recorded = _versions(prompts.current())
+    now = _versions(prompts.read_files())
     if now == recorded:
         return SkipReason(f"The registry holds the {len(now)} prompt version(s) in the files.")
     fingerprint = hashlib.sha256(repr(sorted(now.items())).encode()).hexdigest()[:16]

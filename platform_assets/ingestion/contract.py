@@ -1,21 +1,19 @@
-"""The ingestion quality gate as pure functions, free of Dagster.
+"""The ingestion data contract as pure functions, free of Dagster.
 
-The transaction contract, row splitting, anomaly measures and distribution drift against an
-accepted baseline. Kept free of Dagster so the same code runs in asset checks, tests and
-``bench/ingestion.py``, and so a rule is defined once. Everything is polars and vectorised:
-a day of ten million rows is judged in a few seconds.
+The pandera schemas of the two feeds, the row split that quarantines what breaks them and the
+readable summary of the failures. Kept free of Dagster so the same rules run in the asset
+checks, tests and ``bench/ingestion.py``, and so a rule is defined once. The vocabularies and
+bounds come from the source's own schema (``resources/sources/schema.py``). Everything is polars
+and vectorised: a day of ten million rows is judged in a few seconds.
 """
 
 import datetime
-import math
 from dataclasses import dataclass
-from typing import Any
 
 import pandera.polars as pa
 import polars as pl
 from pandera.engines import polars_engine
-
-from resources.simulator import (
+from resources.sources.schema import (
     CHANNELS,
     CHARGEBACK_REASONS,
     COUNTRIES,
@@ -25,15 +23,6 @@ from resources.simulator import (
     MIN_AMOUNT,
 )
 
-NUMERIC_DRIFT_COLUMNS: tuple[str, ...] = ("amount",)
-CATEGORICAL_DRIFT_COLUMNS: tuple[str, ...] = ("currency", "merchant_category", "channel", "country")
-# Hour of day is derived, not stored; it drifts when the business's rhythm changes.
-DERIVED_NUMERIC_COLUMNS: dict[str, pl.Expr] = {
-    "event_hour": pl.col("event_timestamp").dt.hour().cast(pl.Float64)
-}
-_DECILES = [i / 10 for i in range(1, 10)]
-# PSI is undefined for empty bins; this floor treats "never seen" as "very rare".
-_PSI_FLOOR = 1e-4
 # The rule name a quarantined row carries when it repeats an earlier transaction id.
 FIRST_OCCURRENCE_RULE = "repeats an earlier transaction_id"
 
@@ -242,166 +231,3 @@ def failure_summary(result: ContractResult) -> pl.DataFrame:
         )
         .sort("failures", "column", descending=[True, False])
     )
-
-
-def to_markdown(frame: pl.DataFrame, limit: int = 20) -> str:
-    """A small frame as a markdown table for Dagster metadata (truncated to ``limit`` rows)."""
-    if frame.is_empty():
-        return "_none_"
-    shown = frame.head(limit)
-    lines = [
-        "| " + " | ".join(shown.columns) + " |",
-        "|" + "---|" * len(shown.columns),
-    ]
-    for row in shown.iter_rows():
-        cells = [f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
-    if frame.height > limit:
-        lines.append(f"\n_{frame.height - limit} more rows not shown_")
-    return "\n".join(lines)
-
-
-# Anomalies -----------------------------------------------------------------------------------
-
-
-def null_rates(frame: pl.DataFrame) -> dict[str, float]:
-    """Share of nulls per column."""
-    if frame.is_empty():
-        return dict.fromkeys(frame.columns, 0.0)
-    counts = frame.null_count().row(0, named=True)
-    return {column: count / frame.height for column, count in counts.items()}
-
-
-def duplicate_rate(frame: pl.DataFrame, key: str = "transaction_id") -> float:
-    """Share of rows whose key repeats an earlier row's."""
-    if frame.is_empty() or key not in frame.columns:
-        return 0.0
-    return 1 - frame[key].n_unique() / frame.height
-
-
-def volume_ratio(rows: int, history: list[int]) -> float | None:
-    """A day's rows over the median of the history, or None without history."""
-    if not history:
-        return None
-    ordered = sorted(history)
-    middle = len(ordered) // 2
-    median = ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-    return rows / median if median else None
-
-
-# Baseline and drift --------------------------------------------------------------------------
-
-
-def drift_frame(frame: pl.DataFrame) -> pl.DataFrame:
-    """The columns drift is measured on, derived columns included, where present."""
-    present = [c for c in NUMERIC_DRIFT_COLUMNS + CATEGORICAL_DRIFT_COLUMNS if c in frame.columns]
-    derived = [
-        expr.alias(name)
-        for name, expr in DERIVED_NUMERIC_COLUMNS.items()
-        if "event_timestamp" in frame.columns
-    ]
-    return frame.select(*present, *derived)
-
-
-def _numeric_columns(frame: pl.DataFrame) -> list[str]:
-    names = list(NUMERIC_DRIFT_COLUMNS) + list(DERIVED_NUMERIC_COLUMNS)
-    return [c for c in names if c in frame.columns]
-
-
-def _categorical_columns(frame: pl.DataFrame) -> list[str]:
-    return [c for c in CATEGORICAL_DRIFT_COLUMNS if c in frame.columns]
-
-
-def _bin_shares(values: pl.Series, edges: list[float]) -> list[float]:
-    """Share of non-null values in each of the ``len(edges) + 1`` bins cut at ``edges``."""
-    values = values.drop_nulls()
-    if values.is_empty():
-        return [0.0] * (len(edges) + 1)
-    # On sorted data, search_sorted gives the count of values <= each edge; differences of
-    # those counts are the per-bin counts.
-    ordered = values.sort()
-    cuts = ordered.search_sorted(pl.Series(edges, dtype=values.dtype), side="right").to_list()
-    bounds = [0, *cuts, ordered.len()]
-    return [(bounds[i + 1] - bounds[i]) / ordered.len() for i in range(len(bounds) - 1)]
-
-
-def build_profile(frame: pl.DataFrame, partitions: list[str]) -> dict[str, Any]:
-    """The baseline profile of accepted days: decile bins, category shares, null rates, volume.
-
-    Args:
-        frame: Rows that passed the contract, from the accepted days.
-        partitions: The days the rows come from, recorded so the baseline says what it is.
-    """
-    drift = drift_frame(frame)
-    numeric = {}
-    for column in _numeric_columns(drift):
-        series = drift[column].drop_nulls()
-        edges = sorted(set(series.quantile(q, "linear") for q in _DECILES))  # type: ignore[arg-type]
-        numeric[column] = {"edges": edges, "shares": _bin_shares(series, edges)}
-    categorical = {}
-    for column in _categorical_columns(drift):
-        counts = drift[column].drop_nulls().value_counts(normalize=True, name="share")
-        categorical[column] = dict(
-            zip(counts[column].to_list(), counts["share"].to_list(), strict=True)
-        )
-    return {
-        "partitions": sorted(partitions),
-        "rows": frame.height,
-        "rows_per_day": frame.height / max(len(partitions), 1),
-        "null_rates": null_rates(frame),
-        "numeric": numeric,
-        "categorical": categorical,
-    }
-
-
-def psi(expected: list[float], actual: list[float]) -> float:
-    """Population stability index between two share vectors over the same bins."""
-    total = 0.0
-    for e, a in zip(expected, actual, strict=True):
-        e, a = max(e, _PSI_FLOOR), max(a, _PSI_FLOOR)
-        total += (a - e) * math.log(a / e)
-    return total
-
-
-def distribution_drift(
-    frame: pl.DataFrame, profile: dict[str, Any], warn: float, halt: float
-) -> pl.DataFrame:
-    """PSI per column of a batch against the baseline profile, with a verdict per column.
-
-    Numeric columns are binned on the baseline's deciles; categorical ones compare category
-    shares, a category unseen in the baseline counting as a new bin. Columns missing from the
-    batch are reported with a null PSI (the contract check owns that failure).
-
-    Returns:
-        Columns ``column``, ``kind``, ``psi``, ``verdict`` (ok, warn, halt or missing),
-        sorted by PSI, largest first.
-    """
-    drift = drift_frame(frame)
-    rows: list[dict[str, Any]] = []
-    for column, spec in profile["numeric"].items():
-        value = (
-            psi(spec["shares"], _bin_shares(drift[column], spec["edges"]))
-            if column in drift.columns
-            else None
-        )
-        rows.append({"column": column, "kind": "numeric", "psi": value})
-    for column, expected in profile["categorical"].items():
-        value = None
-        if column in drift.columns:
-            counts = drift[column].drop_nulls().value_counts(normalize=True, name="share")
-            actual = dict(zip(counts[column].to_list(), counts["share"].to_list(), strict=True))
-            categories = sorted(set(expected) | set(actual))
-            value = psi(
-                [expected.get(c, 0.0) for c in categories], [actual.get(c, 0.0) for c in categories]
-            )
-        rows.append({"column": column, "kind": "categorical", "psi": value})
-
-    def verdict(value: float | None) -> str:
-        if value is None:
-            return "missing"
-        return "halt" if value >= halt else "warn" if value >= warn else "ok"
-
-    return pl.DataFrame(
-        [{**r, "verdict": verdict(r["psi"])} for r in rows],
-        schema={"column": pl.String, "kind": pl.String, "psi": pl.Float64, "verdict": pl.String},
-    ).sort("psi", descending=True, nulls_last=True)

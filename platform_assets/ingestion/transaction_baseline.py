@@ -16,12 +16,17 @@ from dagster import (
 )
 from pydantic import Field
 
-from platform_assets.ingestion_checks import BASELINE, RAW
-from platform_assets.partitions import partition_day
-from platform_assets.quality import build_profile, split_rows, to_markdown, validate_transactions
+from platform_assets.common.catalog import BASELINES, catalog
+from platform_assets.common.keys import RAW_TRANSACTIONS
+from platform_assets.common.markdown import to_markdown
+from platform_assets.common.partitions import partition_day
+from platform_assets.ingestion.contract import split_rows, validate_transactions
+from platform_assets.ingestion.drift import build_profile
 from resources.lake import Lake
 from resources.quality_policy import QualityPolicy
 
+# The lake's name for the accepted baseline of the transactions feed.
+BASELINE = "transactions"
 # Rows of the accepted days kept as the reference sample for drift reports.
 _REFERENCE_SAMPLE_ROWS = 50_000
 
@@ -37,10 +42,8 @@ class BaselineConfig(Config):
 
 @asset(
     # Its own group: a baseline is accepted by a person, never part of the daily ingestion run.
-    group_name="baselines",
-    owners=["team:ml-platform"],
     kinds={"polars", "json"},
-    tags={"flywheel/stage": "ingest"},
+    **catalog(BASELINES),
 )
 def transaction_baseline(
     context: AssetExecutionContext,
@@ -59,7 +62,7 @@ def transaction_baseline(
         raise ValueError("BaselineConfig.reason must say why this baseline is accepted")
     frames = []
     for key in sorted(config.partitions):
-        raw = lake.read_dataset(RAW, key)
+        raw = lake.read_dataset(RAW_TRANSACTIONS, key)
         valid, _ = split_rows(raw, validate_transactions(raw, partition_day(key)))
         frames.append(valid)
     rows = pl.concat(frames, how="vertical")

@@ -8,8 +8,6 @@ one that answered, after any fallback) and shows what the semantic cache saved. 
 with a confidence interval and names the winner once the interval excludes zero.
 """
 
-import datetime
-
 import polars as pl
 from dagster import (
     AssetCheckResult,
@@ -18,65 +16,22 @@ from dagster import (
     AutomationCondition,
     MaterializeResult,
     MetadataValue,
+    asset,
 )
 
-from platform_assets.prompts import llm_asset
-from platform_assets.quality import to_markdown
+from platform_assets.common.catalog import LLM, catalog
+from platform_assets.common.markdown import to_markdown
+from platform_assets.llm.spend import TOTAL, budget_status, day_start, spend_by
 from resources.alerting import Alerter
 from resources.clock import Clock
-from resources.llm_ledger import LLMLedger
-from serving.llm.ab import analyse
+from resources.llm.ab import analyse
+from resources.llm.ledger import LLMLedger
 
 BUDGET_CHECK = "llm_budget"
-TOTAL = "*"
 HOURLY = AutomationCondition.on_cron("0 * * * *")
 
 
-def day_start(clock: Clock) -> str:
-    """The current UTC day's first instant, ISO: budgets are per day."""
-    now = clock.now()
-    return datetime.datetime.combine(now.date(), datetime.time(), tzinfo=datetime.UTC).isoformat()
-
-
-def spend_by(calls: pl.DataFrame, *keys: str) -> pl.DataFrame:
-    """Calls, tokens, cost and cache savings grouped by ``keys``, most expensive first."""
-    return (
-        calls.group_by(*keys)
-        .agg(
-            pl.len().alias("calls"),
-            pl.col("cache_hit").sum().alias("cache_hits"),
-            (pl.col("prompt_tokens") + pl.col("completion_tokens")).sum().alias("tokens"),
-            pl.col("cost_usd").sum().alias("cost_usd"),
-            pl.col("saved_usd").sum().alias("saved_usd"),
-            pl.col("fallbacks").sum().alias("failed_attempts"),
-        )
-        .sort("cost_usd", *keys, descending=[True] + [False] * len(keys))
-    )
-
-
-def budget_status(
-    calls: pl.DataFrame, budgets: dict[str, float], warn_fraction: float
-) -> pl.DataFrame:
-    """Spend against each budget (``*`` = all use cases) with a level: ok, warning or error."""
-    rows = []
-    for scope, budget in sorted(budgets.items()):
-        subset = calls if scope == TOTAL else calls.filter(pl.col("use_case") == scope)
-        spent = float(subset["cost_usd"].sum()) if subset.height else 0.0
-        share = spent / budget if budget > 0 else float("inf") if spent else 0.0
-        level = "error" if share >= 1 else "warning" if share >= warn_fraction else "ok"
-        rows.append(
-            {
-                "budget": scope,
-                "spent_usd": spent,
-                "budget_usd": budget,
-                "used": share,
-                "level": level,
-            }
-        )
-    return pl.DataFrame(rows)
-
-
-@llm_asset(
+@asset(
     kinds={"sqlite"},
     code_version="1",
     automation_condition=HOURLY,
@@ -87,6 +42,7 @@ def budget_status(
             description="Today's LLM spend per use case and in total is within the daily budgets.",
         )
     ],
+    **catalog(LLM),
 )
 def llm_cost_report(
     context, llm_ledger: LLMLedger, clock: Clock, alerter: Alerter
@@ -95,7 +51,7 @@ def llm_cost_report(
 
     Refreshed hourly by declarative automation; the budget check alerts on overspend.
     """
-    since = day_start(clock)
+    since = day_start(clock.now())
     ledger = llm_ledger.open()
     try:
         calls = ledger.calls(since=since)
@@ -149,7 +105,7 @@ def llm_cost_report(
     )
 
 
-@llm_asset(kinds={"sqlite"}, code_version="1", automation_condition=HOURLY)
+@asset(kinds={"sqlite"}, code_version="1", automation_condition=HOURLY, **catalog(LLM))
 def llm_ab_report(context, llm_ledger: LLMLedger) -> MaterializeResult:
     """Production vs candidate prompt per use case: success rates, difference, 95 % CI, winner.
 

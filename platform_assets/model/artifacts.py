@@ -12,7 +12,8 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
-from platform_assets.training_set import LABEL
+from platform_assets.features.labelling import LABEL
+from platform_assets.model.suite import operating_point
 
 SCORE = "fraud_score"
 # A line of a thousand points looks the same as one of every threshold and draws in no time.
@@ -128,3 +129,41 @@ def write_classification_report(
     path = folder / "classification_report.html"
     snapshot.save_html(str(path))
     return path
+
+
+def write_evaluation_artifacts(
+    folder: Path,
+    labels: np.ndarray,
+    scores: dict[str, np.ndarray],
+    booster: lgb.Booster,
+    reference: str | None,
+    operating_precision: float,
+    report_rows: int,
+) -> list[Path]:
+    """Every picture of one evaluation, written into ``folder``.
+
+    Args:
+        folder: Where the files go (created if needed).
+        labels: The holdout's labels.
+        scores: Each model's holdout scores; ``candidate`` and the reference.
+        booster: The candidate, for its feature importance.
+        reference: The champion's key in ``scores``; None when the reference is the baseline,
+            which Evidently's report then leaves out.
+        operating_precision: The precision the fraud team works at; Evidently's report judges
+            the candidate at the threshold that reaches it.
+        report_rows: Holdout rows sampled into Evidently's report.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    _, threshold = operating_point(labels, scores["candidate"], operating_precision)
+    return [
+        *write_curves(folder, labels, scores),
+        write_feature_importance(folder, booster),
+        write_classification_report(
+            folder,
+            labels,
+            scores["candidate"],
+            None if reference is None else scores[reference],
+            threshold,
+            report_rows,
+        ),
+    ]

@@ -9,21 +9,20 @@ from typing import Any
 
 from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, Output, asset
 
+from platform_assets.common.catalog import DEPLOYMENT, catalog
 from resources.clock import Clock
 from resources.model_registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
 
 
 @asset(
-    group_name="deployment",
-    owners=["team:ml-platform"],
     kinds={"mlflow"},
-    tags={"flywheel/stage": "deployment"},
     code_version="1",
     io_manager_key="record_io_manager",
     # Promote a new candidate as soon as the gate has passed it, never a blocked one.
     automation_condition=(
         AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
     ),
+    **catalog(DEPLOYMENT),
 )
 def production_model(
     context: AssetExecutionContext,

@@ -7,7 +7,6 @@ lake was filled) is named in the metadata rather than hidden: the windows then s
 """
 
 import datetime
-import functools
 from typing import Any
 
 import polars as pl
@@ -17,36 +16,24 @@ from dagster import (
     AssetKey,
     MetadataValue,
     TimeWindowPartitionMapping,
-    asset,
 )
 
-from platform_assets import feature_engineering
-from platform_assets.datasets import dataset_output
-from platform_assets.partitions import FIRST_BUSINESS_DAY, daily_partitions, partition_day
+from platform_assets.common.catalog import FEATURES, daily_table
+from platform_assets.common.datasets import dataset_output
+from platform_assets.common.keys import FRAUD_LABELS, VALIDATED_TRANSACTIONS
+from platform_assets.common.partitions import FIRST_BUSINESS_DAY, partition_day
+from platform_assets.features import engineering
 from resources.label_policy import DEFAULT_MATURITY_DAYS, DEFAULT_RISK_WINDOW_DAYS, LabelPolicy
 from resources.lake import Lake
 
-GROUP = "features"
-OWNERS = ["team:ml-platform"]
-VALIDATED_TRANSACTIONS = AssetKey("validated_transactions")
-FRAUD_LABELS = AssetKey("fraud_labels")
 # How far back a merchant row reads, under the default label policy (shown as lineage in the UI).
 MERCHANT_HISTORY_DAYS = DEFAULT_MATURITY_DAYS + DEFAULT_RISK_WINDOW_DAYS - 1
 EMPTY_LABELS = pl.LazyFrame(
     schema={"transaction_id": pl.Int64, "reported_at": pl.Datetime("us", "UTC")}
 )
 
-
 # What both daily feature tables share in the catalog.
-feature_table = functools.partial(
-    asset,
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"polars", "parquet", "feast"},
-    tags={"flywheel/stage": "features"},
-    code_version="1",
-)
+feature_table = daily_table(FEATURES, kinds={"polars", "parquet", "feast"})
 
 
 def _trailing(key: AssetKey, days: int) -> list[AssetDep]:
@@ -84,9 +71,7 @@ def _history(
     return (lake.scan_partitions(asset_key, stored) if stored else None), metadata
 
 
-@feature_table(
-    deps=_trailing(VALIDATED_TRANSACTIONS, days=feature_engineering.CUSTOMER_HISTORY.days)
-)
+@feature_table(deps=_trailing(VALIDATED_TRANSACTIONS, days=engineering.CUSTOMER_HISTORY.days))
 def customer_features(context: AssetExecutionContext, lake: Lake):
     """Each transaction's customer behaviour right after it, the customer's velocity signal.
 
@@ -96,10 +81,10 @@ def customer_features(context: AssetExecutionContext, lake: Lake):
     """
     day = partition_day(context.partition_key)
     history, metadata = _history(
-        context, lake, VALIDATED_TRANSACTIONS, feature_engineering.customer_history_days([day])
+        context, lake, VALIDATED_TRANSACTIONS, engineering.customer_history_days([day])
     )
     assert history is not None  # the partition's own day is stored, or _history raised
-    rows = feature_engineering.customer_features(history, [day])
+    rows = engineering.customer_features(history, [day])
     return dataset_output(
         rows, customers=MetadataValue.int(rows["customer_id"].n_unique()), **metadata
     )
@@ -119,13 +104,13 @@ def merchant_features(context: AssetExecutionContext, lake: Lake, label_policy: 
     young transactions are left out of the rate, their chargebacks may still be on the way.
     """
     day = partition_day(context.partition_key)
-    days = feature_engineering.merchant_history_days(
+    days = engineering.merchant_history_days(
         [day], label_policy.maturity_days, label_policy.merchant_risk_window_days
     )
     transactions, metadata = _history(context, lake, VALIDATED_TRANSACTIONS, days)
     labels, label_metadata = _history(context, lake, FRAUD_LABELS, days)
     assert transactions is not None  # the partition's own day is stored, or _history raised
-    rows = feature_engineering.merchant_features(
+    rows = engineering.merchant_features(
         transactions,
         EMPTY_LABELS if labels is None else labels,
         [day],

@@ -2,7 +2,7 @@
 
 These functions write the rows that Feast's feature views read (``feature_repo/``). They run in
 the feature assets, in tests and in ``bench/features.py``. The views' columns and these frames
-must agree; ``tests/test_feature_engineering.py`` holds them to that.
+must agree; ``tests/features/test_feature_engineering.py`` holds them to that.
 
 Two shapes, chosen by how fast each signal moves:
 
@@ -147,35 +147,10 @@ def merchant_features(
     # one row per merchant by the streaming engine, never held as months of transactions.
     history = transactions.select("transaction_id", "merchant_id", "amount", TIMESTAMP)
     reports = chargebacks.select("transaction_id", "reported_at")
-    frames = []
-    for day in sorted(days):
-        end = day_start(day) + datetime.timedelta(days=1)
-        matured_end = end - datetime.timedelta(days=maturity_days)
-        matured_start = matured_end - datetime.timedelta(days=risk_window_days)
-        recent = history.filter(
-            pl.col(TIMESTAMP).is_between(end - MERCHANT_VOLUME_WINDOW, end, "left")
-        )
-        volume = recent.group_by("merchant_id").agg(
-            merchant_txn_count_24h=(pl.col(TIMESTAMP) >= end - datetime.timedelta(days=1)).sum(),
-            merchant_txn_count_7d=pl.len(),
-            merchant_amount_mean_7d=pl.col("amount").mean(),
-        )
-        known = reports.filter(pl.col("reported_at") < end).select("transaction_id", charged=True)
-        matured = (
-            history.filter(pl.col(TIMESTAMP).is_between(matured_start, matured_end, "left"))
-            .join(known, on="transaction_id", how="left")
-            .group_by("merchant_id")
-            .agg(
-                merchant_matured_txn_count=pl.len(),
-                charged=pl.col("charged").sum(),
-            )
-        )
-        frames.append(
-            volume.join(matured, on="merchant_id", how="full", coalesce=True).with_columns(
-                pl.lit(end).alias(TIMESTAMP),
-                merchant_chargeback_rate=pl.col("charged") / pl.col("merchant_matured_txn_count"),
-            )
-        )
+    frames = [
+        _merchant_day(history, reports, day, maturity_days, risk_window_days)
+        for day in sorted(days)
+    ]
     rows = pl.concat(frames).with_columns(
         pl.col(
             "merchant_txn_count_24h", "merchant_txn_count_7d", "merchant_matured_txn_count"
@@ -186,6 +161,39 @@ def merchant_features(
         .cast(MERCHANT_FEATURE_SCHEMA)
         .sort(TIMESTAMP, "merchant_id")
         .collect(engine="streaming")
+    )
+
+
+def _merchant_day(
+    history: pl.LazyFrame,
+    reports: pl.LazyFrame,
+    day: datetime.date,
+    maturity_days: int,
+    risk_window_days: int,
+) -> pl.LazyFrame:
+    """One row per merchant active at the end of ``day``: volume and matured chargebacks."""
+    end = day_start(day) + datetime.timedelta(days=1)
+    matured_end = end - datetime.timedelta(days=maturity_days)
+    matured_start = matured_end - datetime.timedelta(days=risk_window_days)
+    recent = history.filter(pl.col(TIMESTAMP).is_between(end - MERCHANT_VOLUME_WINDOW, end, "left"))
+    volume = recent.group_by("merchant_id").agg(
+        merchant_txn_count_24h=(pl.col(TIMESTAMP) >= end - datetime.timedelta(days=1)).sum(),
+        merchant_txn_count_7d=pl.len(),
+        merchant_amount_mean_7d=pl.col("amount").mean(),
+    )
+    known = reports.filter(pl.col("reported_at") < end).select("transaction_id", charged=True)
+    matured = (
+        history.filter(pl.col(TIMESTAMP).is_between(matured_start, matured_end, "left"))
+        .join(known, on="transaction_id", how="left")
+        .group_by("merchant_id")
+        .agg(
+            merchant_matured_txn_count=pl.len(),
+            charged=pl.col("charged").sum(),
+        )
+    )
+    return volume.join(matured, on="merchant_id", how="full", coalesce=True).with_columns(
+        pl.lit(end).alias(TIMESTAMP),
+        merchant_chargeback_rate=pl.col("charged") / pl.col("merchant_matured_txn_count"),
     )
 
 

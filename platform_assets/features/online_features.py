@@ -10,7 +10,6 @@ values it is served.
 """
 
 import datetime
-import math
 from pathlib import Path
 
 import polars as pl
@@ -19,7 +18,6 @@ from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetExecutionContext,
-    AssetKey,
     AssetSelection,
     AutomationCondition,
     DataVersion,
@@ -29,15 +27,19 @@ from dagster import (
     asset_check,
 )
 
-from platform_assets.features import VALIDATED_TRANSACTIONS
-from platform_assets.quality import to_markdown
+from platform_assets.common.catalog import FEATURES, catalog
+from platform_assets.common.keys import (
+    CUSTOMER_FEATURES,
+    FEATURE_STORE_REGISTRY,
+    MERCHANT_FEATURES,
+    VALIDATED_TRANSACTIONS,
+)
+from platform_assets.common.markdown import to_markdown
+from platform_assets.features.skew import feature_mismatches
 from resources.clock import Clock
 from resources.feature_store import FEATURE_REPO, FeatureStoreResource, definitions_version
 from resources.lake import Lake
 
-GROUP = "features"
-OWNERS = ["team:ml-platform"]
-FEATURE_STORE_REGISTRY = AssetKey("feature_store_registry")
 SKEW_CHECK = "training_serving_skew"
 # Metadata key: the fingerprint of the views the online store was last loaded under.
 VIEWS_VERSION = "applied_views_version"
@@ -57,10 +59,8 @@ APPLY_ON_CHANGE = (
 LOAD_ON_NEW_ROWS = AutomationCondition.eager().without(
     ~AutomationCondition.any_deps_missing()
 ) & AutomationCondition.any_deps_match(~AutomationCondition.missing()).allow(
-    AssetSelection.assets("customer_features")
+    AssetSelection.assets(CUSTOMER_FEATURES)
 )
-# Floats read back from either store may differ in the last bits only.
-SKEW_RELATIVE_TOLERANCE = 1e-9
 
 
 def feature_store_registry(
@@ -178,11 +178,7 @@ def build_feature_store_assets(repo_path: Path = FEATURE_REPO) -> list:
     them and the online store materializes them, so a changed view marks both stale.
     """
     version = definitions_version(repo_path)
-    common = {
-        "group_name": GROUP,
-        "owners": OWNERS,
-        "tags": {"flywheel/stage": "features"},
-    }
+    common = catalog(FEATURES)
     registry = asset(
         name=FEATURE_STORE_REGISTRY.path[-1],
         kinds={"feast"},
@@ -194,7 +190,7 @@ def build_feature_store_assets(repo_path: Path = FEATURE_REPO) -> list:
         kinds={"feast", "sqlite"},
         code_version=f"1-{version}",
         automation_condition=LOAD_ON_NEW_ROWS,
-        deps=[FEATURE_STORE_REGISTRY, AssetKey("customer_features"), AssetKey("merchant_features")],
+        deps=[FEATURE_STORE_REGISTRY, CUSTOMER_FEATURES, MERCHANT_FEATURES],
         **common,
     )(online_features)
     skew = asset_check(
@@ -209,49 +205,6 @@ def build_feature_store_assets(repo_path: Path = FEATURE_REPO) -> list:
         ),
     )(training_serving_skew)
     return [registry, online, skew]
-
-
-def feature_mismatches(
-    online: pl.DataFrame, offline: pl.DataFrame, features: list[str]
-) -> pl.DataFrame:
-    """Every (row, feature) whose online and offline values differ; nulls equal only nulls.
-
-    Args:
-        online: One row per entity row, in the order asked.
-        offline: The same rows, in the same order.
-        features: The columns to compare.
-    """
-    rows = []
-    for feature in features:
-        for row, (served, trained) in enumerate(
-            zip(online[feature].to_list(), offline[feature].to_list(), strict=True)
-        ):
-            if not _same(served, trained):
-                rows.append(
-                    {
-                        "feature": feature,
-                        "customer_id": online["customer_id"][row],
-                        "merchant_id": online["merchant_id"][row],
-                        "online": str(served),
-                        "offline": str(trained),
-                    }
-                )
-    return pl.DataFrame(
-        rows,
-        schema={
-            "feature": pl.String,
-            "customer_id": pl.Int64,
-            "merchant_id": pl.Int64,
-            "online": pl.String,
-            "offline": pl.String,
-        },
-    )
-
-
-def _same(served: object, trained: object) -> bool:
-    if isinstance(served, float) and isinstance(trained, float | int):
-        return math.isclose(served, trained, rel_tol=SKEW_RELATIVE_TOLERANCE)
-    return served == trained
 
 
 def _materialized_until(feature_store: FeatureStoreResource) -> datetime.datetime:

@@ -1,35 +1,28 @@
-"""Ingestion: the source's daily batches, stored as delivered, then split by the data contract.
+"""The source's daily deliveries, stored exactly as delivered: transactions and fraud labels.
 
 Raw rows are always kept (``raw_transactions``) so a halted day can be replayed once the source
-is fixed or a new baseline accepted. The split into ``validated_transactions`` and
-``quarantined_transactions`` loses nothing: every raw row lands in exactly one of them.
+is fixed or a new baseline accepted; the checks in ``delivery_checks.py`` judge them before
+anything downstream reads them.
 """
 
 import datetime
-import functools
 
-import polars as pl
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AssetOut,
     FreshnessPolicy,
     MetadataValue,
-    asset,
-    multi_asset,
 )
 
-from platform_assets.datasets import dataset_output
-from platform_assets.partitions import daily_partitions, partition_day
-from platform_assets.quality import failure_summary, split_rows, to_markdown, validate_transactions
+from platform_assets.common.catalog import INGESTION, daily_table
+from platform_assets.common.datasets import dataset_output
+from platform_assets.common.partitions import partition_day
 from resources.clock import Clock
 from resources.quality_policy import QualityPolicy
-from resources.source_system import SourceSystem
+from resources.sources.systems import SourceSystem
 
-GROUP = "ingestion"
-OWNERS = ["team:ml-platform"]
 ARRIVAL_CHECK = "arrived_on_time"
 
 # A day should be stored by 03:00 UTC the next day; the freshness sensor acts on the same
@@ -38,17 +31,8 @@ RAW_TRANSACTIONS_FRESHNESS = FreshnessPolicy.cron(
     deadline_cron="0 3 * * *", lower_bound_delta=datetime.timedelta(hours=3)
 )
 
-
 # What every daily ingestion dataset shares in the catalog.
-daily_dataset = functools.partial(
-    asset,
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    owners=OWNERS,
-    kinds={"polars", "parquet"},
-    tags={"flywheel/stage": "ingest"},
-    code_version="1",
-)
+daily_dataset = daily_table(INGESTION, kinds={"polars", "parquet"})
 
 
 @daily_dataset(
@@ -107,46 +91,3 @@ def fraud_labels(context: AssetExecutionContext, source: SourceSystem, clock: Cl
     day = partition_day(context.partition_key)
     delivery = source.fetch("chargebacks", day, as_of=clock.now())
     return dataset_output(delivery.frame, source=MetadataValue.text(source.describe()))
-
-
-@multi_asset(
-    partitions_def=daily_partitions,
-    group_name=GROUP,
-    outs={
-        "validated_transactions": AssetOut(
-            description=(
-                "The day's transactions that passed the data contract: what every feature, "
-                "training set and monitor downstream is built from."
-            ),
-            owners=OWNERS,
-            kinds={"polars", "parquet"},
-            code_version="1",
-        ),
-        "quarantined_transactions": AssetOut(
-            description=(
-                "The day's rows that failed the contract, kept as delivered with their position "
-                "in the batch (source_row) and the rules they broke (failed_rules)."
-            ),
-            owners=OWNERS,
-            kinds={"polars", "parquet"},
-            code_version="1",
-        ),
-    },
-)
-def split_transactions(context: AssetExecutionContext, raw_transactions: pl.DataFrame):
-    """Split the raw day by the contract; the counts reconcile exactly with the raw rows."""
-    day = partition_day(context.partition_key)
-    result = validate_transactions(raw_transactions, day)
-    valid, quarantined = split_rows(raw_transactions, result)
-    reconciliation = {
-        "raw_rows": MetadataValue.int(raw_transactions.height),
-        "validated_rows": MetadataValue.int(valid.height),
-        "quarantined_rows": MetadataValue.int(quarantined.height),
-    }
-    yield dataset_output(valid, output_name="validated_transactions", **reconciliation)
-    yield dataset_output(
-        quarantined,
-        output_name="quarantined_transactions",
-        failures=MetadataValue.md(to_markdown(failure_summary(result))),
-        **reconciliation,
-    )

@@ -11,19 +11,21 @@ from dagster import (
     DataVersion,
     MaterializeResult,
     MetadataValue,
+    asset,
     asset_check,
 )
 
-from platform_assets.prompts import llm_asset
+from platform_assets.common.catalog import LLM, catalog
+from platform_assets.common.keys import RAG_INDEX
 from resources.alerting import Alerter
 from resources.clock import Clock
-from resources.embeddings import Embedder
-from resources.rag import CorpusFolder, VectorIndex, index_lag
+from resources.llm.embeddings import Embedder
+from resources.llm.rag import CorpusFolder, VectorIndex, index_lag
 
 INDEX_LAG_CHECK = "index_lag"
 
 
-@llm_asset(kinds={"lancedb"}, code_version="1")
+@asset(kinds={"lancedb"}, code_version="1", **catalog(LLM))
 def rag_index(
     context, corpus: CorpusFolder, vector_index: VectorIndex, embedder: Embedder, clock: Clock
 ) -> MaterializeResult:
@@ -61,7 +63,7 @@ def rag_index(
 
 
 @asset_check(
-    asset=rag_index,
+    asset=RAG_INDEX,
     name=INDEX_LAG_CHECK,
     description="The index reflects the corpus, or the oldest change has waited less than the SLO.",
 )

@@ -13,7 +13,6 @@ from pathlib import Path
 import polars as pl
 from dagster import (
     AssetExecutionContext,
-    AssetKey,
     AssetsDefinition,
     Config,
     MetadataValue,
@@ -21,9 +20,16 @@ from dagster import (
 )
 from pydantic import Field
 
-from platform_assets.datasets import dataset_output
-from platform_assets.feature_store import FEATURE_STORE_REGISTRY
-from platform_assets.features import FRAUD_LABELS, VALIDATED_TRANSACTIONS
+from platform_assets.common.catalog import FEATURES, catalog
+from platform_assets.common.datasets import dataset_output
+from platform_assets.common.keys import (
+    CUSTOMER_FEATURES,
+    FEATURE_STORE_REGISTRY,
+    FRAUD_LABELS,
+    MERCHANT_FEATURES,
+    VALIDATED_TRANSACTIONS,
+)
+from platform_assets.features.labelling import LABEL, labelled_transactions, matured_days
 from resources.clock import Clock
 from resources.feature_store import (
     FEATURE_REPO,
@@ -33,11 +39,6 @@ from resources.feature_store import (
 )
 from resources.label_policy import LabelPolicy
 from resources.lake import Lake
-
-LABEL = "is_fraud"
-# Feature rows stamped at a transaction describe the customer after it; asking just before the
-# transaction keeps its own amount out of its features.
-JUST_BEFORE = datetime.timedelta(microseconds=1)
 
 
 class TrainingSetConfig(Config):
@@ -57,42 +58,6 @@ class TrainingSetConfig(Config):
     )
 
 
-def matured_days(
-    config: TrainingSetConfig, now: datetime.datetime, maturity_days: int
-) -> list[datetime.date]:
-    """The transaction days to train on; an error for a day whose labels are still arriving."""
-    latest = (now - datetime.timedelta(days=maturity_days + 1)).date()
-    last = datetime.date.fromisoformat(config.last_day) if config.last_day else latest
-    if last > latest:
-        raise ValueError(
-            f"last_day {last} is too recent: its labels are complete only "
-            f"{maturity_days} days after it (label_policy.maturity_days); the latest matured "
-            f"day is {latest}"
-        )
-    return [last - datetime.timedelta(days=back) for back in range(config.days - 1, -1, -1)]
-
-
-def labelled_transactions(transactions: pl.LazyFrame, chargebacks: pl.LazyFrame) -> pl.DataFrame:
-    """Entity rows for Feast: keys, request fields, the as-of instant and the label."""
-    charged = chargebacks.select("transaction_id").unique()
-    return (
-        transactions.join(charged.with_columns(charged=True), on="transaction_id", how="left")
-        .select(
-            "transaction_id",
-            "customer_id",
-            "merchant_id",
-            "amount",
-            "country",
-            # Not a model input: evaluation reports the model per channel.
-            "channel",
-            transaction_epoch_s=pl.col("event_timestamp").dt.epoch("s"),
-            event_timestamp=pl.col("event_timestamp") - JUST_BEFORE,
-            **{LABEL: pl.col("charged").fill_null(False)},
-        )
-        .collect()
-    )
-
-
 def training_set(
     context: AssetExecutionContext,
     config: TrainingSetConfig,
@@ -107,7 +72,7 @@ def training_set(
     default, or Feast's historical retrieval; the same rows either way); its data version is a
     hash of the content, so an identical rebuild keeps it.
     """
-    days = matured_days(config, clock.now(), label_policy.maturity_days)
+    days = matured_days(config.last_day, config.days, clock.now(), label_policy.maturity_days)
     keys = [day.isoformat() for day in days]
     stored = lake.stored_partitions(VALIDATED_TRANSACTIONS, keys)
     if not stored:
@@ -152,16 +117,14 @@ def build_training_set(repo_path: Path = FEATURE_REPO) -> AssetsDefinition:
     runs them: a changed view marks the training set (and every model on it) stale.
     """
     return asset(
-        group_name="features",
-        owners=["team:ml-platform"],
         kinds={"feast", "polars", "parquet"},
-        tags={"flywheel/stage": "features"},
         code_version=f"1-{definitions_version(repo_path)}",
         deps=[
             FEATURE_STORE_REGISTRY,
-            AssetKey("customer_features"),
-            AssetKey("merchant_features"),
+            CUSTOMER_FEATURES,
+            MERCHANT_FEATURES,
             VALIDATED_TRANSACTIONS,
             FRAUD_LABELS,
         ],
+        **catalog(FEATURES),
     )(training_set)

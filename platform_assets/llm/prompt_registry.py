@@ -3,31 +3,23 @@
 Materializing ``prompt_registry`` records the versions the files hold now. A version is a
 content hash, so an unchanged file is the same version; each label move (a new production or
 candidate) is appended to the registry's history, which the asset's metadata shows in the UI.
-``llm_prompt_change_sensor`` materializes it when a prompt file changes, and the evaluation
+``prompt_change_sensor`` materializes it when a prompt file changes, and the evaluation
 follows by declarative automation.
 """
 
-import functools
 import hashlib
 from pathlib import Path
 
 import polars as pl
 from dagster import DataVersion, MaterializeResult, MetadataValue, asset
 
-from platform_assets.quality import to_markdown
+from platform_assets.common.catalog import LLM, catalog
+from platform_assets.common.markdown import to_markdown
 from resources.clock import Clock
-from resources.prompts import PromptRegistry
-
-GROUP = "llm"
-OWNERS = ["team:ml-platform"]
-
-# What every asset of the LLM pipeline shares in the catalog.
-llm_asset = functools.partial(
-    asset, group_name=GROUP, owners=OWNERS, tags={"flywheel/stage": "llm"}
-)
+from resources.llm.prompts import PromptRegistry
 
 
-@llm_asset(kinds={"toml", "json"}, code_version="1")
+@asset(kinds={"toml", "json"}, code_version="1", **catalog(LLM))
 def prompt_registry(context, prompts: PromptRegistry, clock: Clock) -> MaterializeResult:
     """Every prompt version (content hash) with its label, model and parameters.
 

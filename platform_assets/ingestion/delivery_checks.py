@@ -1,4 +1,4 @@
-"""The ingestion quality gate: checks on every partition of ``raw_transactions``.
+"""The ingestion quality gate: checks on every delivered day of transactions and labels.
 
 Blocking checks (contract, volume, distribution) stop a bad batch: when one fails with ERROR,
 nothing downstream of ``raw_transactions`` materializes in that run, the raw rows stay stored,
@@ -16,23 +16,21 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetKey,
     MetadataValue,
     asset_check,
 )
 
-from platform_assets.drift_report import write_drift_report
-from platform_assets.partitions import daily_partitions, partition_day
-from platform_assets.quality import (
-    distribution_drift,
-    duplicate_rate,
+from platform_assets.common.keys import FRAUD_LABELS, RAW_TRANSACTIONS
+from platform_assets.common.markdown import to_markdown
+from platform_assets.common.partitions import daily_partitions, partition_day
+from platform_assets.ingestion.anomalies import duplicate_rate, null_rates, volume_ratio
+from platform_assets.ingestion.contract import (
     failure_summary,
-    null_rates,
-    to_markdown,
     validate_chargebacks,
     validate_transactions,
-    volume_ratio,
 )
+from platform_assets.ingestion.drift import distribution_drift, write_drift_report
+from platform_assets.ingestion.transaction_baseline import BASELINE
 from resources.alerting import Alerter
 from resources.lake import BaselineNotAccepted, Lake
 from resources.quality_policy import QualityPolicy
@@ -42,9 +40,6 @@ VOLUME_CHECK = "volume"
 NULL_RATE_CHECK = "null_rate"
 DUPLICATE_RATE_CHECK = "duplicate_rate"
 DRIFT_CHECK = "distribution_drift"
-BASELINE = "transactions"
-RAW = AssetKey("raw_transactions")
-LABELS = AssetKey("fraud_labels")
 LABELS_CONTRACT_CHECK = "labels_contract"
 # Fewer stored days than this and the volume check compares with the baseline's average instead.
 _MIN_VOLUME_HISTORY = 3
@@ -56,7 +51,9 @@ ACCEPT_BASELINE_HINT = (
 
 
 # Every check here judges one stored partition of raw_transactions.
-raw_transactions_check = functools.partial(asset_check, asset=RAW, partitions_def=daily_partitions)
+raw_transactions_check = functools.partial(
+    asset_check, asset=RAW_TRANSACTIONS, partitions_def=daily_partitions
+)
 
 
 def _verdict(
@@ -156,7 +153,11 @@ def transactions_volume(
     earlier = [
         day - datetime.timedelta(days=n) for n in range(1, quality_policy.volume_history_days + 1)
     ]
-    history = [n for n in (lake.row_count(RAW, d.isoformat()) for d in earlier) if n is not None]
+    history = [
+        n
+        for n in (lake.row_count(RAW_TRANSACTIONS, d.isoformat()) for d in earlier)
+        if n is not None
+    ]
     reference = "median of the trailing stored days"
     if len(history) < _MIN_VOLUME_HISTORY:
         accepted = _accepted_profile(lake)
@@ -300,7 +301,7 @@ def transactions_distribution_drift(
 
 
 @asset_check(
-    asset=LABELS,
+    asset=FRAUD_LABELS,
     name=LABELS_CONTRACT_CHECK,
     blocking=True,
     partitions_def=daily_partitions,

@@ -1,6 +1,6 @@
 """How the fraud model is trained: its inputs, the time-ordered split, LightGBM's settings.
 
-Plain functions on polars frames, so the ``candidate_model`` asset, the tests and
+Plain functions on polars frames, free of Dagster, so the ``candidate_model`` asset, the tests and
 ``bench/training.py`` run the same recipe. Three choices shape it:
 
 - **Time decides the split.** The oldest rows train, the next ones stop the boosting early and
@@ -22,10 +22,9 @@ from dataclasses import dataclass
 import lightgbm as lgb
 import numpy as np
 import polars as pl
-from dagster import Config
-from pydantic import Field
+from pydantic import BaseModel, Field
 
-from platform_assets.training_set import LABEL
+from platform_assets.features.labelling import LABEL
 from resources.feature_store import TIMESTAMP
 
 # A string the service carries for the on-demand view, and an absolute time that would let the
@@ -34,8 +33,11 @@ NOT_MODEL_INPUTS = ("home_country", "last_transaction_epoch_s")
 LOG_LOSS = "calibrated_log_loss"
 
 
-class TrainingConfig(Config):
-    """LightGBM hyperparameters and the time split, editable in the launchpad."""
+class Hyperparameters(BaseModel):
+    """LightGBM's settings and the time split, each with its default and the reason for it.
+
+    ``candidate_model``'s launchpad config (``TrainingConfig``) is this model as Dagster config.
+    """
 
     learning_rate: float = Field(
         default=0.02,
@@ -116,7 +118,7 @@ class TrainedModel:
     boosting_seconds: float  # LightGBM's own work: binning the rows and boosting
 
 
-def model_features(config: TrainingConfig, service_features: list[str]) -> list[str]:
+def model_features(config: Hyperparameters, service_features: list[str]) -> list[str]:
     """The model's inputs: the service's numeric features, in service order, minus exclusions."""
     for field in ("excluded_features", "monotone_increasing"):
         unknown = sorted(set(getattr(config, field)) - set(service_features))
@@ -161,7 +163,7 @@ def feature_matrix(frame: pl.DataFrame, features: list[str]) -> np.ndarray:
     return np.ascontiguousarray(frame.select(features).cast(pl.Float32).to_numpy())
 
 
-def lightgbm_params(config: TrainingConfig, features: list[str], positive_weight: float) -> dict:
+def lightgbm_params(config: Hyperparameters, features: list[str], positive_weight: float) -> dict:
     """LightGBM's parameters for ``config``, deterministic by construction."""
     return {
         "objective": "binary",
@@ -191,7 +193,7 @@ def default_positive_weight(labels: pl.Series) -> float:
     return math.sqrt((labels.len() - frauds) / frauds)
 
 
-def train(config: TrainingConfig, split: TimeSplit, features: list[str]) -> TrainedModel:
+def train(config: Hyperparameters, split: TimeSplit, features: list[str]) -> TrainedModel:
     """Boost on the training rows, stop on validation log loss, return a calibrated booster."""
     weight = config.positive_weight or default_positive_weight(split.train[LABEL])
     train_set = lgb.Dataset(

@@ -1,0 +1,1 @@
+"""What every stage shares: partitions, the asset keys other stages name, and catalog entries."""

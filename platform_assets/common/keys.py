@@ -1,0 +1,16 @@
+"""Asset keys that a stage, a sensor or a test names without holding the asset's definition.
+
+An asset's key is its function's name; a stage that depends on another stage's asset (or a
+sensor that requests it) names it through the constant here, declared once.
+"""
+
+from dagster import AssetKey
+
+RAW_TRANSACTIONS = AssetKey("raw_transactions")
+FRAUD_LABELS = AssetKey("fraud_labels")
+VALIDATED_TRANSACTIONS = AssetKey("validated_transactions")
+CUSTOMER_FEATURES = AssetKey("customer_features")
+MERCHANT_FEATURES = AssetKey("merchant_features")
+FEATURE_STORE_REGISTRY = AssetKey("feature_store_registry")
+PROMPT_REGISTRY = AssetKey("prompt_registry")
+RAG_INDEX = AssetKey("rag_index")

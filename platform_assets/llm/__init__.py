@@ -1,0 +1,1 @@
+"""The LLM pipeline: prompt registry, RAG index, golden-set evaluation, release, costs."""

@@ -1,0 +1,1 @@
+"""The model: training, evaluation against the champion, promotion (three groups)."""

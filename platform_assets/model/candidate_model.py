@@ -1,0 +1,131 @@
+"""Training stage: a LightGBM candidate from the training set, tracked and registered in MLflow.
+
+The recipe (``recipe.py``) trains; the MLflow run (through dagster-mlflow, ``tracking.py``)
+records everything needed to rebuild the model, and the model is registered as a new version of
+the registered model. The asset's value is a reference to that version, which evaluation and
+deployment receive as their input.
+"""
+
+import hashlib
+import time
+from typing import Any
+
+import polars as pl
+from dagster import (
+    AssetExecutionContext,
+    AutomationCondition,
+    Config,
+    MetadataValue,
+    Output,
+    ResourceParam,
+    asset,
+)
+
+from platform_assets.common.catalog import TRAINING, catalog
+from platform_assets.common.datasets import content_hash
+from platform_assets.model.recipe import Hyperparameters, model_features, time_split, train
+from platform_assets.model.tracking import TrainingRun, log_candidate, source_provenance
+from resources.feature_store import FeatureStoreResource
+from resources.model_registry import ModelRegistry
+
+
+class TrainingConfig(Config, Hyperparameters):
+    """LightGBM hyperparameters and the time split, editable in the launchpad."""
+
+
+@asset(
+    kinds={"lightgbm", "mlflow"},
+    code_version="1",
+    io_manager_key="record_io_manager",
+    # A new training set (a retraining request rebuilds it) trains a new candidate.
+    automation_condition=AutomationCondition.eager(),
+    **catalog(TRAINING),
+)
+def candidate_model(
+    context: AssetExecutionContext,
+    config: TrainingConfig,
+    training_set: pl.DataFrame,
+    feature_store: FeatureStoreResource,
+    model_registry: ModelRegistry,
+    mlflow: ResourceParam[Any],
+) -> Output[dict[str, Any]]:
+    """A LightGBM fraud model trained on the training set, registered as a new MLflow version.
+
+    Deterministic: the same training set and config give a byte-identical model. Its latest
+    rows are held out for ``evaluation_report``; the value is a reference to the version.
+    """
+    # dagster-mlflow opened the MLflow run with the Dagster run; it must not stay RUNNING.
+    try:
+        output = _train_and_register(
+            context, config, training_set, feature_store, model_registry, mlflow
+        )
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run()
+    return output
+
+
+def _train_and_register(
+    context: AssetExecutionContext,
+    config: TrainingConfig,
+    training_set: pl.DataFrame,
+    feature_store: FeatureStoreResource,
+    model_registry: ModelRegistry,
+    mlflow: Any,
+) -> Output[dict[str, Any]]:
+    features = model_features(config, feature_store.feature_names())
+    split = time_split(training_set, config.validation_fraction, config.holdout_fraction)
+    context.log.info(
+        f"training on {split.train.height} rows, early stopping on {split.validation.height}, "
+        f"holding out from {split.holdout_start}"
+    )
+    started = time.perf_counter()
+    trained = train(config, split, features)
+    run = TrainingRun(
+        config=config,
+        split=split,
+        features=features,
+        trained=trained,
+        training_seconds=time.perf_counter() - started,
+        tags={
+            "flywheel.training_set_version": content_hash(training_set),
+            "flywheel.feature_service": feature_store.feature_service,
+            "flywheel.code_version": context.assets_def.code_versions_by_key[context.asset_key]
+            or "",
+            "flywheel.dagster_run_id": context.run.run_id,
+            "flywheel.dagster_run_url": model_registry.dagster_run_url(context.run.run_id),
+            **source_provenance(),
+        },
+    )
+    # dagster-mlflow names the run after the job; the asset and the Dagster run say more.
+    reference = log_candidate(
+        mlflow, model_registry, run, name=f"candidate_model {context.run.run_id[:8]}"
+    )
+    return Output(reference, metadata=_catalog_entry(reference, run, model_registry))
+
+
+def _catalog_entry(
+    reference: dict[str, Any], run: TrainingRun, model_registry: ModelRegistry
+) -> dict[str, Any]:
+    """The candidate's metadata in the UI: MLflow links, the training set and the boosting."""
+    version, trained = reference["version"], run.trained
+    return {
+        "mlflow_run": MetadataValue.url(
+            model_registry.run_url(reference["experiment_id"], reference["run_id"])
+        ),
+        "model_version": MetadataValue.url(model_registry.version_url(version)),
+        "registered_model": MetadataValue.text(f"{model_registry.model_name} v{version}"),
+        "training_set_version": MetadataValue.text(reference["training_set_version"]),
+        "best_iteration": MetadataValue.int(trained.best_iteration),
+        "validation_log_loss": MetadataValue.float(round(trained.validation_log_loss, 6)),
+        "positive_weight": MetadataValue.float(round(trained.positive_weight, 4)),
+        "features": MetadataValue.int(len(run.features)),
+        "train_rows": MetadataValue.int(run.split.train.height),
+        "holdout_start": MetadataValue.text(run.split.holdout_start),
+        "training_seconds": MetadataValue.float(round(run.training_seconds, 3)),
+        "boosting_seconds": MetadataValue.float(round(trained.boosting_seconds, 3)),
+        "model_sha256": MetadataValue.text(
+            hashlib.sha256(trained.booster.model_to_string().encode()).hexdigest()
+        ),
+    }
