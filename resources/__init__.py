@@ -1,1 +1,1 @@
-"""Configurable resources and IO: source systems, lake storage, alerting, clock."""
+"""Configurable resources and IO: source systems, lake, alerting, clock, Feast, MLflow, LLM."""

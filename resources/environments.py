@@ -24,10 +24,10 @@ from resources.clock import Clock
 from resources.feature_store import FEATURE_REPO, FeatureStoreResource
 from resources.label_policy import LabelPolicy
 from resources.lake import Lake, LakeIOManager, RecordIOManager
-from resources.llm_environments import llm_resources
+from resources.llm.environments import llm_resources
 from resources.model_registry import ModelRegistry, model_registry_resources
 from resources.quality_policy import QualityPolicy
-from resources.source_system import SimulatedSource, SqlSource
+from resources.sources.systems import SimulatedSource, SqlSource
 
 ENVIRONMENTS = ("local", "prod")
 ENV_VARIABLE = "FLYWHEEL_ENV"

@@ -1,1 +1,1 @@
-"""HTTP services: model prediction and the LLM gateway."""
+"""HTTP shells: the LLM gateway (the model prediction service comes next)."""

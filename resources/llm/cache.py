@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from resources.embeddings import Embedder
-from resources.text import negation_cues, numbers
+from resources.llm.embeddings import Embedder
+from resources.llm.text import negation_cues, numbers
 
 Scope = tuple[str, str, str]
 
@@ -118,11 +118,6 @@ class SemanticCache:
         """Entries held, over every scope."""
         with self._lock:
             return sum(len(entries) for entries in self._entries.values())
-
-
-def same_guards(pair: dict[str, Any]) -> bool:
-    """Whether the two questions of a labelled pair share negations and numbers."""
-    return guards(pair["a"]) == guards(pair["b"])
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
-from resources.text import content_terms, normalise, words
+from resources.llm.text import content_terms, normalise, words
 
 
 def _unit_rows(matrix: np.ndarray) -> np.ndarray:

@@ -16,11 +16,11 @@ from typing import Any
 
 from dagster import EnvVar
 
-from resources.embeddings import HashingEmbedder, OpenAIEmbedder
-from resources.llm_ledger import LLMLedger
-from resources.llm_providers import LLMProviders, ProviderConfig
-from resources.prompts import PromptRegistry
-from resources.rag import CorpusFolder, VectorIndex
+from resources.llm.embeddings import HashingEmbedder, OpenAIEmbedder
+from resources.llm.ledger import LLMLedger
+from resources.llm.prompts import PromptRegistry
+from resources.llm.providers import LLMProviders, ProviderConfig
+from resources.llm.rag import CorpusFolder, VectorIndex
 
 PROMPTS = "serving/prompts"
 CORPUS = "serving/corpus/fraud_ops"

@@ -16,14 +16,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from resources.embeddings import Embedder
 from resources.environments import PROJECT_ROOT
-from resources.llm_ledger import CostLedger
-from resources.llm_providers import ChatCall, ProviderChain
-from resources.prompts import PromptRegistry, PromptVersion
-from resources.rag import IndexReader, VectorIndex
-from serving.llm.ab import assign
-from serving.llm.cache import SemanticCache, calibrate_threshold, load_pairs
+from resources.llm.ab import assign
+from resources.llm.cache import SemanticCache, calibrate_threshold, load_pairs
+from resources.llm.embeddings import Embedder
+from resources.llm.ledger import CostLedger
+from resources.llm.prompts import PromptRegistry, PromptVersion
+from resources.llm.providers import ChatCall, ProviderChain
+from resources.llm.rag import IndexReader, VectorIndex
 
 # What a use case serves: production prompt, approved candidate (or None), candidate's share.
 Served = tuple[PromptVersion, PromptVersion | None, float]
@@ -132,6 +132,24 @@ class Gateway:
             )
             self._record(result, user_id, endpoint, saved_usd=entry.cost_usd)
             return result
+        result = self._generate(question, prompt, reader, vector, request_id, variant, started)
+        self._record(result, user_id, endpoint, saved_usd=0.0)
+        if use_cache:
+            payload = asdict(result)
+            self.cache.store(scope, question, vector, payload, result.cost_usd)
+        return result
+
+    def _generate(
+        self,
+        question: str,
+        prompt: PromptVersion,
+        reader: IndexReader,
+        vector: Any,
+        request_id: str,
+        variant: str,
+        started: float,
+    ) -> GatewayAnswer:
+        """Retrieve passages, render the prompt and call the provider chain (a cache miss)."""
         passages = reader.search(question, int(prompt.parameter("retrieval_k", 3)), vector)
         context = "\n\n".join(f"[{p.doc_id}]\n{p.text}" for p in passages)
         call = ChatCall(
@@ -143,9 +161,9 @@ class Gateway:
         )
         completion = self.chain.complete(call)
         reply = completion.reply
-        result = GatewayAnswer(
+        return GatewayAnswer(
             request_id=request_id,
-            use_case=use_case,
+            use_case=prompt.use_case,
             text=reply.text,
             variant=variant,
             prompt_version=prompt.version,
@@ -162,11 +180,6 @@ class Gateway:
             attempts=[asdict(a) for a in completion.attempts],
             latency_ms=(time.perf_counter() - started) * 1000,
         )
-        self._record(result, user_id, endpoint, saved_usd=0.0)
-        if use_cache:
-            payload = asdict(result)
-            self.cache.store(scope, question, vector, payload, result.cost_usd)
-        return result
 
     def _record(self, result: GatewayAnswer, user_id: str, endpoint: str, saved_usd: float) -> None:
         self.ledger.record_call(

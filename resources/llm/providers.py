@@ -24,7 +24,7 @@ from dagster import Config, ConfigurableResource
 from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from resources.text import approximate_tokens, content_terms, sentences
+from resources.llm.text import approximate_tokens, content_terms, sentences
 
 EMBEDDED_MODEL = "flywheel-extractive"
 _SOURCE = re.compile(r"^\[(?P<doc>[^\]]+)\]\n(?P<text>.*?)(?=^\[[^\]]+\]\n|\Z)", re.M | re.S)

@@ -19,7 +19,7 @@ from typing import Any
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from resources.embeddings import Embedder
+from resources.llm.embeddings import Embedder
 
 _SUFFIXES = (".md", ".txt")
 _TABLE = "chunks"

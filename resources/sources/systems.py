@@ -16,12 +16,9 @@ import sqlalchemy as sa
 from dagster import Config, ConfigurableResource
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
-from resources.simulator import CardPaymentsSimulator, Scenario
-
-FEEDS = ("transactions", "chargebacks")
-Feed = Literal["transactions", "chargebacks"]
-# The column that places a row on a business day, per feed.
-DAY_COLUMN: dict[str, str] = {"transactions": "event_timestamp", "chargebacks": "reported_at"}
+from resources.sources.incidents import Scenario
+from resources.sources.schema import DAY_COLUMN, Feed
+from resources.sources.simulator import CardPaymentsSimulator
 
 
 class PartitionNotReady(RuntimeError):

@@ -1,1 +1,1 @@
-"""The LLM gateway: an OpenAI-compatible endpoint with prompts, RAG, semantic cache and costs."""
+"""The LLM gateway over HTTP, and a fault-injecting provider on loopback for tests and benches."""

@@ -22,9 +22,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from resources.environments import build_resources, current_environment
-from resources.llm_providers import AllProvidersFailed
-from resources.rag import IndexNotBuilt
-from serving.llm.gateway import Gateway, GatewaySettings, build_gateway
+from resources.llm.gateway import Gateway, GatewayAnswer, GatewaySettings, build_gateway
+from resources.llm.providers import AllProvidersFailed
+from resources.llm.rag import IndexNotBuilt
 
 
 class ChatMessage(BaseModel):
@@ -48,6 +48,29 @@ class Feedback(BaseModel):
 
     request_id: str
     success: bool
+
+
+def chat_completion(result: GatewayAnswer) -> dict[str, Any]:
+    """The gateway's answer as an OpenAI ``chat.completion``, with a ``flywheel`` object added."""
+    return {
+        "id": result.request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": result.model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": result.text},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+        },
+        "flywheel": {k: v for k, v in asdict(result).items() if k not in ("text", "request_id")},
+    }
 
 
 def create_app(gateway: Gateway, use_cases: list[str]) -> FastAPI:
@@ -86,27 +109,7 @@ def create_app(gateway: Gateway, use_cases: list[str]) -> FastAPI:
             raise HTTPException(503, str(error)) from error
         response.headers["x-flywheel-cache"] = "hit" if result.cache_hit else "miss"
         response.headers["x-flywheel-variant"] = result.variant
-        return {
-            "id": result.request_id,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": result.model,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": result.text},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": result.prompt_tokens,
-                "completion_tokens": result.completion_tokens,
-                "total_tokens": result.prompt_tokens + result.completion_tokens,
-            },
-            "flywheel": {
-                k: v for k, v in asdict(result).items() if k not in ("text", "request_id")
-            },
-        }
+        return chat_completion(result)
 
     @app.post("/v1/feedback")
     def feedback(body: Feedback) -> dict[str, str]:

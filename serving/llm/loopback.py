@@ -17,10 +17,9 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from resources.embeddings import HashingEmbedder
-from resources.text import approximate_tokens
+from resources.llm.embeddings import HashingEmbedder
+from resources.llm.text import approximate_tokens
 
-FAULTS = ("429", "500", "503", "timeout", "spike")
 _EMBEDDER = HashingEmbedder(dimensions=256)
 
 

@@ -1,0 +1,1 @@
+"""LLM infrastructure: embeddings, RAG, prompts, providers, ledger, the gateway request path."""

@@ -1,0 +1,1 @@
+"""Source systems (simulator, files, SQL) and the source schema the data contract reads."""
