@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance, instance_for_test
-from harness import LocalPlatform
+from support.harness import LocalPlatform
 
 
 @pytest.fixture

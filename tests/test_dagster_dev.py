@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import free_port, wait_for
+from support.servers import free_port, wait_for
 
 from resources.environments import DATA_DIR_VARIABLE, PROJECT_ROOT
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 from dagster import AssetKey, AssetSelection, instance_for_test
-from harness import LocalPlatform, days
+from support.harness import LocalPlatform, days
 
-from platform_assets.feature_store import SKEW_CHECK
+from platform_assets.features.online_features import SKEW_CHECK
 from resources.feature_store import FEATURE_REPO
 
 pytestmark = pytest.mark.asset_graph

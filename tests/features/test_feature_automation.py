@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, AssetSelection, evaluate_automation_conditions, instance_for_test
-from harness import LocalPlatform
+from support.harness import LocalPlatform
 
 from resources.feature_store import FEATURE_REPO
 

@@ -5,8 +5,8 @@ import datetime
 import polars as pl
 import pytest
 
-from platform_assets import feature_engineering as fe
-from platform_assets.training_set import TrainingSetConfig, labelled_transactions, matured_days
+from platform_assets.features import engineering as fe
+from platform_assets.features.labelling import labelled_transactions, matured_days
 
 pytestmark = pytest.mark.unit
 
@@ -99,13 +99,13 @@ def test_merchant_without_matured_transactions_has_no_rate():
 
 def test_training_days_refuse_labels_that_have_not_matured():
     now = at("2026-01-14T06:00:00")
-    assert matured_days(TrainingSetConfig(days=3), now, maturity_days=3) == [
+    assert matured_days("", 3, now, maturity_days=3) == [
         datetime.date(2026, 1, 8),
         datetime.date(2026, 1, 9),
         datetime.date(2026, 1, 10),
     ]
     with pytest.raises(ValueError, match="last_day 2026-01-11 is too recent"):
-        matured_days(TrainingSetConfig(last_day="2026-01-11"), now, maturity_days=3)
+        matured_days("2026-01-11", 28, now, maturity_days=3)
 
 
 def test_entity_rows_ask_just_before_the_transaction_and_carry_the_label():

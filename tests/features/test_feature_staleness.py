@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetSelection, instance_for_test
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
-from harness import LocalPlatform
+from support.harness import LocalPlatform
 
 from resources.feature_store import FEATURE_REPO
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from platform_assets import feature_engineering as fe
+from platform_assets.features import engineering as fe
 from resources.feature_store import FEATURE_REPO, FeatureStoreResource, definitions_version
 
 pytestmark = pytest.mark.asset_graph

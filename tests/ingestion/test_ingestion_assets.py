@@ -12,20 +12,21 @@ from pathlib import Path
 import polars as pl
 import pytest
 from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, AssetSelection, instance_for_test
-from harness import LocalPlatform, days, scenario
+from support.harness import LocalPlatform, days, scenario
 
-from platform_assets.ingestion import ARRIVAL_CHECK
-from platform_assets.ingestion_checks import (
+from platform_assets.common.keys import RAW_TRANSACTIONS
+from platform_assets.ingestion.delivery_checks import (
     CONTRACT_CHECK,
     DRIFT_CHECK,
     DUPLICATE_RATE_CHECK,
     LABELS_CONTRACT_CHECK,
     NULL_RATE_CHECK,
-    RAW,
     VOLUME_CHECK,
 )
+from platform_assets.ingestion.raw_transactions import ARRIVAL_CHECK
 from resources.alerting import LocalAlerter
-from resources.simulator import CardPaymentsSimulator, Scenario
+from resources.sources.incidents import Scenario
+from resources.sources.simulator import CardPaymentsSimulator
 
 pytestmark = pytest.mark.asset_graph
 
@@ -189,7 +190,9 @@ def test_halted_day_replays_from_stored_raw_after_a_new_baseline(platform):
 
     assert platform.accept_baseline([day], reason="new market launched").success
     replay = platform.materialize(
-        AssetSelection.checks(*(AssetCheckKey(RAW, name) for name in STORED_RAW_CHECKS))
+        AssetSelection.checks(
+            *(AssetCheckKey(RAW_TRANSACTIONS, name) for name in STORED_RAW_CHECKS)
+        )
         | AssetSelection.assets(*DOWNSTREAM),
         day,
         [drift],

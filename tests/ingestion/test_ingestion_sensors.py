@@ -11,7 +11,7 @@ from dagster import (
     build_schedule_context,
     build_sensor_context,
 )
-from harness import LocalPlatform, scenario
+from support.harness import LocalPlatform, scenario
 
 from resources.alerting import LocalAlerter
 from resources.clock import Clock

@@ -1,23 +1,20 @@
-"""Unit tests of the quality gate's pure logic: contract errors, PSI, anomalies."""
+"""Unit tests of the ingestion gate's pure logic: contract errors, PSI, anomalies."""
 
 import datetime
 
 import polars as pl
 import pytest
 
-from platform_assets.quality import (
+from platform_assets.common.markdown import to_markdown
+from platform_assets.ingestion.anomalies import duplicate_rate, volume_ratio
+from platform_assets.ingestion.contract import (
     FIRST_OCCURRENCE_RULE,
-    build_profile,
-    distribution_drift,
-    duplicate_rate,
-    psi,
     split_rows,
-    to_markdown,
     validate_chargebacks,
     validate_transactions,
-    volume_ratio,
 )
-from resources.simulator import CardPaymentsSimulator
+from platform_assets.ingestion.drift import build_profile, distribution_drift, psi
+from resources.sources.simulator import CardPaymentsSimulator
 
 pytestmark = pytest.mark.unit
 

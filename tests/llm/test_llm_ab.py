@@ -5,9 +5,9 @@ import random
 
 import polars as pl
 import pytest
-from llm_harness import USE_CASE, LLMStack
+from support.llm_harness import USE_CASE, LLMStack
 
-from serving.llm.ab import analyse, assign
+from resources.llm.ab import analyse, assign
 
 pytestmark = pytest.mark.unit
 

@@ -2,11 +2,11 @@
 miss, and nothing is served across prompt or index versions."""
 
 import pytest
-from llm_harness import USE_CASE, LLMStack, priced
+from support.llm_harness import USE_CASE, LLMStack, priced
 
-from resources.embeddings import HashingEmbedder
-from serving.llm.cache import calibrate_threshold, load_pairs
-from serving.llm.gateway import PARAPHRASE_SET
+from resources.llm.cache import calibrate_threshold, load_pairs
+from resources.llm.embeddings import HashingEmbedder
+from resources.llm.gateway import PARAPHRASE_SET
 from serving.llm.loopback import LoopbackProvider
 
 pytestmark = pytest.mark.unit

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from resources.embeddings import HashingEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
+from resources.llm.embeddings import HashingEmbedder, OpenAIEmbedder, SentenceTransformerEmbedder
 from serving.llm.loopback import LoopbackProvider
 
 pytestmark = pytest.mark.unit

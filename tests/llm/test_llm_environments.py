@@ -6,8 +6,8 @@ import pytest
 from dagster import build_resources as initialize
 
 from resources.environments import PROJECT_ROOT, build_resources
-from resources.llm_environments import CORPUS
-from serving.llm.gateway import GatewaySettings, build_gateway
+from resources.llm.environments import CORPUS
+from resources.llm.gateway import GatewaySettings, build_gateway
 from serving.llm.loopback import LoopbackProvider
 
 pytestmark = pytest.mark.unit

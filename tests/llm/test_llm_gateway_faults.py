@@ -7,11 +7,11 @@ the model, endpoint and use case that incurred them; budget alerts fire.
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from llm_harness import USE_CASE, FakeTime, LLMStack, priced
+from support.llm_harness import USE_CASE, FakeTime, LLMStack, priced
 
-from platform_assets.llm_costs import BUDGET_CHECK
-from resources.llm_ledger import LLMLedger
-from resources.llm_providers import (
+from platform_assets.llm.llm_cost_report import BUDGET_CHECK
+from resources.llm.ledger import LLMLedger
+from resources.llm.providers import (
     AllProvidersFailed,
     ChatCall,
     CircuitBreaker,

@@ -8,7 +8,7 @@ import openai
 import pytest
 import uvicorn
 from fastapi.testclient import TestClient
-from llm_harness import USE_CASE, LLMStack
+from support.llm_harness import USE_CASE, LLMStack
 
 from serving.llm.app import create_app
 

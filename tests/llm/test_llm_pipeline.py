@@ -13,10 +13,10 @@ from dagster import (
     SkipReason,
     build_sensor_context,
 )
-from llm_harness import START, USE_CASE, LLMStack
+from support.llm_harness import START, USE_CASE, LLMStack
 
-from platform_assets.llm_evaluation import CANDIDATE_GATE
-from platform_assets.rag_index import INDEX_LAG_CHECK
+from platform_assets.llm.llm_eval_report import CANDIDATE_GATE
+from platform_assets.llm.rag_index import INDEX_LAG_CHECK
 from resources.clock import Clock
 from sensors.llm import prompt_change_sensor, rag_index_freshness_sensor
 

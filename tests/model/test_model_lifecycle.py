@@ -27,12 +27,12 @@ from dagster import (
     evaluate_automation_conditions,
     instance_for_test,
 )
-from harness import LocalPlatform, days
-from servers import free_port, wait_for
+from support.harness import LocalPlatform, days
+from support.servers import free_port, wait_for
 
-from platform_assets.evaluation import GATE_CHECK
-from platform_assets.model_training import TrainingConfig, holdout
-from platform_assets.training_set import LABEL
+from platform_assets.features.labelling import LABEL
+from platform_assets.model.evaluation_report import GATE_CHECK
+from platform_assets.model.recipe import Hyperparameters, holdout
 from resources.environments import PROJECT_ROOT
 from resources.model_registry import PREVIOUS_CHAMPION, ModelRegistry
 
@@ -180,7 +180,7 @@ def test_the_run_the_version_and_their_tags_are_in_mlflow(platform, registry):
     }
     assert run.info.status == "FINISHED"
     assert expected_tags.items() <= run.data.tags.items()
-    assert run.data.params["lgb.learning_rate"] == str(TrainingConfig().learning_rate)
+    assert run.data.params["lgb.learning_rate"] == str(Hyperparameters().learning_rate)
     assert run.data.params["lgb.deterministic"] == "True"
     assert run.data.params["lgb.num_threads"] == "2"
     assert run.data.params["features"].split(",") == reference["features"]

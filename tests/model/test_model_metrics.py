@@ -9,17 +9,16 @@ import numpy as np
 import polars as pl
 import pytest
 
-from platform_assets.model_metrics import (
-    GateConfig,
+from platform_assets.model.evaluation_report import EvaluationConfig, verdict_table
+from platform_assets.model.gate import (
+    DEFAULT_CRITICAL_RULES,
+    GateRules,
+    MetricRule,
     Verdict,
-    calibration_error,
-    evaluate,
     gate,
-    operating_point,
     relative_rule,
-    slice_masks,
-    verdict_table,
 )
+from platform_assets.model.suite import calibration_error, evaluate, operating_point, slice_masks
 
 pytestmark = pytest.mark.unit
 
@@ -54,15 +53,17 @@ def model(risk: np.ndarray, noise: float, seed: int) -> np.ndarray:
     return sigmoid(-4.5 + 1.5 * seen / np.sqrt(1 + noise**2))
 
 
-def judge(rows, labels, candidate, reference, config: GateConfig | None = None):
-    config = config or GateConfig()
+def judge(rows, labels, candidate, reference, config: GateRules | None = None, critical=None):
+    config = config or GateRules()
+    critical = critical or [MetricRule(**rule) for rule in DEFAULT_CRITICAL_RULES]
     masks = slice_masks(rows)
     frauds = {name: int(labels[mask].sum()) for name, mask in masks.items()}
     verdicts = gate(
-        evaluate(labels, candidate, masks, config),
-        evaluate(labels, reference, masks, config),
+        evaluate(labels, candidate, masks, config.operating_precision),
+        evaluate(labels, reference, masks, config.operating_precision),
         frauds,
         config,
+        critical,
     )
     return {v.check for v in verdicts if not v.passed}, verdicts
 
@@ -133,7 +134,7 @@ def test_the_first_model_is_held_to_the_baseline_and_the_floors(holdout):
     baseline = np.full(ROWS, labels.mean())
     weak = model(risk, 1.2, 5)
 
-    failed, verdicts = judge(rows, labels, weak, baseline, GateConfig(floors={"roc_auc": 0.75}))
+    failed, verdicts = judge(rows, labels, weak, baseline, GateRules(floors={"roc_auc": 0.75}))
     assert failed == {"roc_auc floor"}  # it beats predicting the fraud rate, not the floor
     reference = {v.check: v.reference for v in verdicts}
     assert reference["roc_auc"] == pytest.approx(0.5)
@@ -145,7 +146,7 @@ def test_the_first_model_is_held_to_the_baseline_and_the_floors(holdout):
 
 def test_slices_with_too_few_frauds_are_reported_but_not_gated(holdout):
     rows, labels, risk = holdout
-    config = GateConfig(min_slice_frauds=10_000)
+    config = GateRules(min_slice_frauds=10_000)
     failed, verdicts = judge(rows, labels, model(risk, 0.3, 1), model(risk, 1.0, 2), config)
     assert not [v for v in verdicts if v.check.startswith("pr_auc [")]
     assert failed == set()
@@ -156,10 +157,8 @@ def test_rule_tolerances_are_configurable(holdout):
     slightly_worse, champion = model(risk, 1.05, 2), model(risk, 1.0, 2)
     strict, _ = judge(rows, labels, slightly_worse, champion)
     assert "roc_auc" in strict
-    tolerant = GateConfig(
-        critical=[{"metric": "roc_auc", "must": "not_drop", "tolerance": 0.05}],  # type: ignore[list-item]
-    )
-    assert "roc_auc" not in judge(rows, labels, slightly_worse, champion, tolerant)[0]
+    tolerant = [MetricRule(metric="roc_auc", must="not_drop", tolerance=0.05)]
+    assert "roc_auc" not in judge(rows, labels, slightly_worse, champion, critical=tolerant)[0]
 
 
 def test_verdict_table_names_the_failed_rule():
@@ -217,6 +216,11 @@ def test_operating_point_and_calibration_error():
 
 def test_a_rule_or_floor_on_an_unknown_metric_is_refused_naming_the_field():
     with pytest.raises(ValueError, match=r"floors: \['f1'\] are not metrics of the suite"):
-        GateConfig(floors={"f1": 0.5})
+        GateRules(floors={"f1": 0.5})
     with pytest.raises(ValueError, match="metric"):
-        GateConfig(critical=[{"metric": "f1", "must": "not_drop"}])  # type: ignore[list-item]
+        MetricRule(metric="f1", must="not_drop")  # type: ignore[arg-type]
+    # The launchpad's config is the same model: it refuses the same input.
+    with pytest.raises(ValueError, match=r"floors: \['f1'\] are not metrics of the suite"):
+        EvaluationConfig(floors={"f1": 0.5})
+    with pytest.raises(ValueError, match="metric"):
+        EvaluationConfig(critical=[{"metric": "f1", "must": "not_drop"}])  # type: ignore[list-item]

@@ -6,9 +6,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from platform_assets.model_training import (
+from platform_assets.model.recipe import (
     NOT_MODEL_INPUTS,
-    TrainingConfig,
+    Hyperparameters,
     holdout,
     model_features,
     remove_positive_weight,
@@ -43,14 +43,14 @@ def payments(rows: int = 30_000, seed: int = 0) -> pl.DataFrame:
 
 def test_model_inputs_are_the_services_numeric_features_minus_exclusions():
     service = [*FEATURES, *NOT_MODEL_INPUTS]
-    assert model_features(TrainingConfig(), service) == FEATURES
-    ablation = TrainingConfig(excluded_features=["txn_count_30d"])
+    assert model_features(Hyperparameters(), service) == FEATURES
+    ablation = Hyperparameters(excluded_features=["txn_count_30d"])
     assert model_features(ablation, service) == FEATURES[:3]
 
 
 @pytest.mark.parametrize("field", ["excluded_features", "monotone_increasing"])
 def test_an_unknown_feature_name_is_refused_naming_the_field(field):
-    config = TrainingConfig(**{field: ["amount_in_gold"]})
+    config = Hyperparameters(**{field: ["amount_in_gold"]})
     with pytest.raises(ValueError, match=rf"{field}: \['amount_in_gold'\] are not features"):
         model_features(config, FEATURES)
 
@@ -85,7 +85,7 @@ def test_time_split_refuses_unsorted_rows_and_a_part_without_fraud():
 def test_training_is_deterministic_and_the_seed_matters():
     rows = payments()
     split = time_split(rows, 0.15, 0.2)
-    config = TrainingConfig(monotone_increasing=FEATURES[:3], min_child_samples=20)
+    config = Hyperparameters(monotone_increasing=FEATURES[:3], min_child_samples=20)
     first, again = (train(config, split, FEATURES).booster.model_to_string() for _ in range(2))
     reseeded = config.model_copy(update={"seed": 8})
     assert first == again
@@ -97,7 +97,7 @@ def test_weighted_frauds_still_score_as_probabilities(weight):
     """Whatever the fraud weight, the mean score on later rows stays near the fraud rate."""
     rows = payments(60_000)
     split = time_split(rows, 0.15, 0.2)
-    config = TrainingConfig(monotone_increasing=FEATURES[:3], positive_weight=weight)
+    config = Hyperparameters(monotone_increasing=FEATURES[:3], positive_weight=weight)
     model = train(config, split, FEATURES)
     later = holdout(rows, split.holdout_start)
     scores = model.booster.predict(later.select(FEATURES).to_numpy())
@@ -109,7 +109,7 @@ def test_weighted_frauds_still_score_as_probabilities(weight):
 def test_removing_the_positive_weight_shifts_every_raw_score_by_its_log():
     rows = payments(5_000)
     split = time_split(rows, 0.15, 0.2)
-    config = TrainingConfig(monotone_increasing=[], positive_weight=1.0, max_rounds=20)
+    config = Hyperparameters(monotone_increasing=[], positive_weight=1.0, max_rounds=20)
     booster = train(config, split, FEATURES).booster
     x = rows.select(FEATURES).to_numpy()
     before = booster.predict(x, raw_score=True)

@@ -12,7 +12,7 @@ from resources.feature_store import FEATURE_REPO
 from resources.label_policy import LabelPolicy
 from resources.model_registry import ModelRegistry, model_registry_resources
 from resources.quality_policy import QualityPolicy
-from resources.source_system import ScenarioConfig, SimulatedSource
+from resources.sources.systems import ScenarioConfig, SimulatedSource
 
 
 class LocalPlatform:

@@ -17,18 +17,24 @@ from dagster import (
     materialize,
 )
 
-from platform_assets import llm_costs, llm_evaluation, prompts, rag_index
+from platform_assets.llm import (
+    llm_cost_report,
+    llm_eval_report,
+    prompt_registry,
+    prompt_release,
+    rag_index,
+)
 from resources.alerting import LocalAlerter
 from resources.clock import Clock
 from resources.environments import PROJECT_ROOT
-from resources.llm_environments import CORPUS, PROMPTS, llm_resources
-from resources.llm_providers import LLMProviders, ProviderConfig
-from resources.prompts import PromptRegistry
-from resources.rag import CorpusFolder
-from serving.llm.gateway import Gateway, GatewaySettings, build_gateway
+from resources.llm.environments import CORPUS, PROMPTS, llm_resources
+from resources.llm.gateway import Gateway, GatewaySettings, build_gateway
+from resources.llm.prompts import PromptRegistry
+from resources.llm.providers import LLMProviders, ProviderConfig
+from resources.llm.rag import CorpusFolder
 
 USE_CASE = "fraud_ops_assistant"
-LLM_MODULES = [prompts, rag_index, llm_evaluation, llm_costs]
+LLM_MODULES = [prompt_registry, rag_index, llm_eval_report, prompt_release, llm_cost_report]
 START = datetime.datetime(2026, 11, 20, 9, 0, tzinfo=datetime.UTC)
 
 

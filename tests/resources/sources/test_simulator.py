@@ -8,36 +8,32 @@ every scenario does what it says. Volumes are small to keep the suite fast.
 import datetime
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from resources.simulator import (
+from resources.environments import PROJECT_ROOT
+from resources.sources.fraud import fraud_probability
+from resources.sources.incidents import DRIFT_KINDS, INCIDENT_KINDS, Scenario
+from resources.sources.schema import (
     CHANNELS,
     CHARGEBACK_COLUMNS,
     CHARGEBACK_SCHEMA,
     COUNTRIES,
     CURRENCIES,
-    DRIFT_KINDS,
-    INCIDENT_KINDS,
     MAX_AMOUNT,
     MERCHANT_CATEGORIES,
     TRANSACTION_COLUMNS,
     TRANSACTION_SCHEMA,
-    CardPaymentsSimulator,
-    Scenario,
-    SimulatedDay,
-    fraud_probability,
 )
+from resources.sources.simulator import CardPaymentsSimulator, SimulatedDay
 
 pytestmark = pytest.mark.unit
 
 DAY = datetime.date(2024, 3, 6)
 ONE_DAY = datetime.timedelta(days=1)
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _scenario_day(kind: str, intensity: float = 0.1, rows_per_day: int = 2_000) -> SimulatedDay:
@@ -136,12 +132,12 @@ def test_same_seed_and_date_give_identical_frames_whatever_the_call_order() -> N
 def test_same_seed_and_date_give_identical_frames_in_another_process() -> None:
     code = (
         "import datetime, sys\n"
-        "from resources.simulator import CardPaymentsSimulator\n"
+        "from resources.sources.simulator import CardPaymentsSimulator\n"
         "frame = CardPaymentsSimulator(seed=3, rows_per_day=300).day(datetime.date(2024, 3, 6))\n"
         "sys.stdout.write(frame.transactions.write_csv())\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     )
     here = CardPaymentsSimulator(seed=3, rows_per_day=300).day(DAY).transactions.write_csv()
     assert result.stdout == here

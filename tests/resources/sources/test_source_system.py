@@ -15,14 +15,10 @@ import pytest
 import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 
-from resources.simulator import (
-    CHARGEBACK_COLUMNS,
-    CHARGEBACK_SCHEMA,
-    TRANSACTION_SCHEMA,
-    CardPaymentsSimulator,
-    Scenario,
-)
-from resources.source_system import (
+from resources.sources.incidents import Scenario
+from resources.sources.schema import CHARGEBACK_COLUMNS, CHARGEBACK_SCHEMA, TRANSACTION_SCHEMA
+from resources.sources.simulator import CardPaymentsSimulator
+from resources.sources.systems import (
     FileSource,
     PartitionNotReady,
     ScenarioConfig,

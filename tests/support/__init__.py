@@ -1,0 +1,1 @@
+"""Helpers the tests share: a local platform, the LLM stack, servers on loopback."""
