@@ -3,7 +3,7 @@
 What is measured, and why:
 
 * **Feature computation** (``customer_features`` and ``merchant_features`` of
-  ``platform_assets/feature_engineering.py``) over 30 days of 1M simulated transactions a day:
+  ``platform_assets/features/engineering.py``) over 30 days of 1M simulated transactions a day:
   one call each with all 30 days, their history being those same days, read back from the
   temporary lake's parquet as the assets read it. Wall time, rows out and peak RSS of each call
   (``VmHWM`` with the high-water mark reset before the call through ``/proc/self/clear_refs``;
@@ -44,7 +44,7 @@ What is measured, and why:
   call. Entities are random customers and merchants of the last day. Target: 1-entity p99 <= 5 ms.
 * **Training/serving skew**: for 100 transactions of the last day, every feature of the service
   read online equals the offline (point-in-time) value at the materialization end, compared with
-  ``platform_assets.feature_store.feature_mismatches`` as the blocking skew check does.
+  ``platform_assets.features.skew.feature_mismatches`` as the blocking skew check does.
 
 Which path each step takes: feature computation is ours (polars) alone, because Feast computes
 no features, so there is no Feast path to put next to it; historical retrieval runs both our
@@ -74,28 +74,33 @@ import datetime
 import json
 import random
 import sqlite3
-import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from process_memory import run_measured
-from tables import cell, print_table
+from helpers.datasets import (
+    MATURITY_DAYS,
+    RISK_WINDOW_DAYS,
+    SEED,
+    calendar,
+    compute_features,
+    generate,
+    historical_entities,
+    scan,
+)
+from helpers.memory import run_measured
+from helpers.output import feast_output, progress
+from helpers.tables import cell, print_table
 
-from platform_assets import feature_engineering as fe
-from platform_assets.feature_store import feature_mismatches
-from platform_assets.training_set import labelled_transactions
+from platform_assets.features import engineering as fe
+from platform_assets.features.skew import feature_mismatches
 from resources.feature_store import Engine, FeatureStoreResource
-from resources.simulator import CardPaymentsSimulator
 
-SEED = 7
 FIRST_DAY = datetime.date(2026, 3, 1)
-MATURITY_DAYS = 7  # labels arrive 1..7 days after the transaction
-RISK_WINDOW_DAYS = 14
 CUSTOMER_VIEW = "customer_behaviour"
 MERCHANT_VIEW = "merchant_risk"
 
@@ -109,153 +114,7 @@ FULL = {"rows_per_day": 1_000_000, "historical_rows": 1_000_000, "online_calls":
 HISTORICAL_LADDER = (0.1, 0.3, 1.0)
 
 
-# Memory ------------------------------------------------------------------------------------------
-
-
-# Data ----------------------------------------------------------------------------------------
-
-
-def _days(first: datetime.date, count: int) -> list[datetime.date]:
-    return [first + datetime.timedelta(days=n) for n in range(count)]
-
-
-def generate(lake: Path, rows_per_day: int, days: list[datetime.date]) -> dict[str, Any]:
-    """Write the simulated days into the lake as the ingestion assets do, one parquet per day.
-
-    ``validated_transactions/<day>.parquet`` for every day and ``fraud_labels/<day>.parquet`` for
-    the chargebacks reported on every day after the first (the labels of the transactions of
-    the week before the first day are reported too, as a real feed would).
-
-    Returns:
-        Seconds, transactions and chargebacks written.
-    """
-    simulator = CardPaymentsSimulator(
-        seed=SEED, rows_per_day=rows_per_day, max_label_delay_days=MATURITY_DAYS
-    )
-    (lake / "validated_transactions").mkdir(parents=True)
-    (lake / "fraud_labels").mkdir(parents=True)
-    start = time.perf_counter()
-    transactions = chargebacks = 0
-    for day in days:
-        frame = simulator.day(day).transactions
-        frame.write_parquet(lake / "validated_transactions" / f"{day}.parquet", statistics=True)
-        transactions += frame.height
-        del frame
-        if day > days[0]:
-            reports = simulator.chargebacks(day)
-            reports.write_parquet(lake / "fraud_labels" / f"{day}.parquet", statistics=True)
-            chargebacks += reports.height
-        _progress(f"  generated {day} ({transactions:,} transactions so far)", end=False)
-    return {
-        "seconds": time.perf_counter() - start,
-        "transactions": transactions,
-        "chargebacks": chargebacks,
-    }
-
-
-def _scan(lake: Path, dataset: str, days: list[datetime.date] | None = None) -> pl.LazyFrame:
-    if days is None:
-        return pl.scan_parquet(lake / dataset / "*.parquet")
-    return pl.scan_parquet([lake / dataset / f"{day}.parquet" for day in days])
-
-
-def _write_per_day(frame: pl.DataFrame, folder: Path, day: pl.Expr) -> int:
-    """Write ``frame`` as one parquet per day of ``day``; return the number of files."""
-    folder.mkdir(parents=True)
-    parts = frame.with_columns(_day=day).partition_by("_day", as_dict=True, include_key=False)
-    for (key,), part in parts.items():
-        part.write_parquet(folder / f"{key}.parquet", statistics=True)
-    return len(parts)
-
-
-# 1. Feature computation (ours; Feast computes no features) ------------------------------------
-
-
-def _table_figures(
-    frame: pl.DataFrame, key: str, last_start: datetime.datetime, last_end: datetime.datetime
-) -> dict[str, int]:
-    """Rows and entities of a feature table, in all and on its last day."""
-    in_last_day = frame.filter(pl.col(fe.TIMESTAMP).is_between(last_start, last_end))
-    return {
-        "rows": frame.height,
-        "entities": frame[key].n_unique(),
-        "last_day_rows": in_last_day.height,
-        "last_day_entities": in_last_day[key].n_unique(),
-    }
-
-
-def compute_features(lake: Path, days: list[datetime.date]) -> dict[str, Any]:
-    """Compute both feature tables over all ``days`` in one call each, and write them per day.
-
-    Returns:
-        Per table: seconds, rows, entities, RSS before and peak, write seconds and files; plus
-        the last day's figures the materialization step compares with.
-    """
-    transactions = _scan(lake, "validated_transactions")
-    chargebacks = _scan(lake, "fraud_labels")
-    out: dict[str, Any] = {}
-    last_start = fe.day_start(days[-1])
-    last_end = last_start + datetime.timedelta(days=1)
-
-    _progress("customer_features: all days in one call")
-    customers, out["customer"] = run_measured(lambda: fe.customer_features(transactions, days))
-    out["customer"].update(_table_figures(customers, "customer_id", last_start, last_end))
-    start = time.perf_counter()
-    out["customer"]["files"] = _write_per_day(
-        customers, lake / "customer_features", pl.col(fe.TIMESTAMP).dt.date()
-    )
-    out["customer"]["write_s"] = time.perf_counter() - start
-    del customers
-
-    _progress("merchant_features: all days in one call")
-    merchants, out["merchant"] = run_measured(
-        lambda: fe.merchant_features(
-            transactions, chargebacks, days, MATURITY_DAYS, RISK_WINDOW_DAYS
-        )
-    )
-    out["merchant"].update(
-        _table_figures(merchants, "merchant_id", last_start, last_end),
-        with_matured_labels=merchants.filter(pl.col("merchant_matured_txn_count") > 0).height,
-    )
-    # A merchant row is stamped at the end of its day: its day is that instant minus 1 us.
-    start = time.perf_counter()
-    out["merchant"]["files"] = _write_per_day(
-        merchants,
-        lake / "merchant_features",
-        (pl.col(fe.TIMESTAMP) - datetime.timedelta(microseconds=1)).dt.date(),
-    )
-    out["merchant"]["write_s"] = time.perf_counter() - start
-    return out
-
-
 # 2. Historical retrieval (ours: polars engine; Feast's API side by side) --------------------------
-
-
-def historical_entities(lake: Path, days: list[datetime.date], rows: int) -> pl.DataFrame:
-    """The latest ``rows`` labelled transactions among the days whose labels have matured.
-
-    With labels reported up to the end of the last day, a day is matured when its
-    ``MATURITY_DAYS`` days of reports are all in: the last matured day is the last day minus
-    ``MATURITY_DAYS``. Days are taken backwards from it until there are enough transactions.
-    """
-    last_matured = days[-1] - datetime.timedelta(days=MATURITY_DAYS)
-    chosen: list[datetime.date] = []
-    available = 0
-    for back in range((last_matured - days[0]).days + 1):
-        day = last_matured - datetime.timedelta(days=back)
-        chosen.insert(0, day)
-        available += (
-            pl.scan_parquet(lake / "validated_transactions" / f"{day}.parquet")
-            .select(pl.len())
-            .collect()
-            .item()
-        )
-        if available >= rows:
-            break
-    entities = labelled_transactions(
-        _scan(lake, "validated_transactions", chosen), _scan(lake, "fraud_labels")
-    )
-    return entities.sort(fe.TIMESTAMP, "transaction_id").tail(rows)
 
 
 def historical(
@@ -268,7 +127,7 @@ def historical(
     in place of the figures of the rows.
     """
     label = "ours, polars as-of join" if engine == "polars" else "Feast, DuckDB"
-    _progress(f"historical retrieval of {entities.height:,} entity rows ({label})")
+    progress(f"historical retrieval of {entities.height:,} entity rows ({label})")
 
     def retrieve() -> pl.DataFrame | Exception:
         try:
@@ -280,9 +139,9 @@ def historical(
         rows, measured = run_measured(retrieve)
     if isinstance(rows, Exception):
         message = f"{type(rows).__name__}: {str(rows).splitlines()[0]}"
-        _progress(f"{engine} FAILED after {measured['seconds']:.0f} s: {message}")
+        progress(f"{engine} FAILED after {measured['seconds']:.0f} s: {message}")
         return None, {**measured, "error": message}
-    _progress(f"  {engine}: {measured['seconds']:.1f} s", end=False)
+    progress(f"  {engine}: {measured['seconds']:.1f} s", end=False)
     return rows, {
         **measured,
         "error": None,
@@ -355,7 +214,7 @@ def historical_ladder(
             feast_failed = feast is None
             if ours is not None and feast is not None:
                 size["comparison"] = compare(ours, feast)
-                _progress(f"  equal: {size['comparison']['equal']}", end=False)
+                progress(f"  equal: {size['comparison']['equal']}", end=False)
             del feast
         del ours
         ladder.append(size)
@@ -373,7 +232,7 @@ def materialize(
     last_end = last_start + datetime.timedelta(days=1)
     out: dict[str, Any] = {}
     for name, end in (("backfill", last_start), ("day", last_end)):
-        _progress(f"materialize ({name}) up to {end.isoformat()}")
+        progress(f"materialize ({name}) up to {end.isoformat()}")
         with feast_output():
             intervals, measured = run_measured(lambda end=end: feature_store.materialize(end))
         out[name] = {**measured, "intervals": intervals, "written": {}}
@@ -386,7 +245,7 @@ def materialize(
                 continue
             begin, finish = intervals[view]
             # Feast's pull_latest_from_table_or_query: rows with begin <= timestamp <= finish.
-            in_interval = _scan(lake, dataset).filter(
+            in_interval = scan(lake, dataset).filter(
                 pl.col(fe.TIMESTAMP).is_between(begin, finish, closed="both")
             )
             counts = in_interval.select(rows=pl.len(), entities=pl.col(key).n_unique()).collect()
@@ -480,13 +339,13 @@ def online(
         return [rng.sample(source, size) for _ in range(count)]
 
     out = {}
-    _progress(f"online: {calls} calls x 1 entity, fraud_model_v1 (with on-demand view)")
+    progress(f"online: {calls} calls x 1 entity, fraud_model_v1 (with on-demand view)")
     out["service_1"] = _latencies_ms(service_call, [[r] for r in requests[:calls]])
-    _progress(f"online: {calls} calls x 1 entity, the two views only")
+    progress(f"online: {calls} calls x 1 entity, the two views only")
     out["views_1"] = _latencies_ms(views_call, [[r] for r in keys_only[:calls]])
-    _progress(f"online: {batch_calls} calls x {batch_size} entities, fraud_model_v1")
+    progress(f"online: {batch_calls} calls x {batch_size} entities, fraud_model_v1")
     out["service_batch"] = _latencies_ms(service_call, batches(requests, batch_size, batch_calls))
-    _progress(f"online: {batch_calls} calls x {batch_size} entities, the two views only")
+    progress(f"online: {batch_calls} calls x {batch_size} entities, the two views only")
     out["views_batch"] = _latencies_ms(views_call, batches(keys_only, batch_size, batch_calls))
     out["features_service"] = len(feature_store.feature_names())
     out["features_views"] = len(refs)
@@ -515,7 +374,6 @@ def skew(
         "values": sample.height * len(features),
         "mismatches": mismatches.height,
         "mismatching_features": sorted(set(mismatches["feature"].to_list())),
-        "non_null_online": int(sum(served[f].null_count() == 0 for f in features)),
     }
 
 
@@ -545,28 +403,23 @@ def configure_duckdb(spill: Path, memory_limit: str, max_spill: str) -> dict[str
     }
 
 
-@contextlib.contextmanager
-def feast_output() -> Iterator[None]:
-    """Send what Feast prints (materialization progress) to stderr, keeping stdout the report."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run every step on a temporary lake and return the raw measurements."""
-    days = _days(FIRST_DAY, args.days)
+    days = calendar(FIRST_DAY, args.days)
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bench-features-", dir="/tmp") as tmp:
         lake = Path(tmp) / "lake"
-        _progress(f"generating {args.days} days x {args.rows_per_day:,} rows into {lake}")
+        progress(f"generating {args.days} days x {args.rows_per_day:,} rows into {lake}")
         out["generate"] = generate(lake, args.rows_per_day, days)
 
+        # 1. Feature computation, ours alone (Feast computes no features): timed per table
+        # inside helpers.datasets.compute_features, which training.py builds its data with too.
         out["compute"] = compute_features(lake, days)
 
         out["duckdb"] = configure_duckdb(
             Path(tmp, "duckdb"), args.duckdb_memory_limit, args.duckdb_max_spill
         )
-        _progress("feast apply")
+        progress("feast apply")
         feature_store = FeatureStoreResource(lake_root=str(lake), state_dir=str(Path(tmp, "feast")))
         with feast_output():
             feature_store.apply()
@@ -575,7 +428,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         as_of = fe.day_start(days[-1]) + datetime.timedelta(days=1)
 
         requests = online_requests(lake, days[-1], max(args.online_calls, args.skew_sample))
-        _progress(f"skew: {args.skew_sample} entities online vs offline at {as_of.isoformat()}")
+        progress(f"skew: {args.skew_sample} entities online vs offline at {as_of.isoformat()}")
         out["skew"] = skew(feature_store, requests[: args.skew_sample], as_of)
 
         entities = historical_entities(lake, days, args.historical_rows)
@@ -589,10 +442,6 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # Report ----------------------------------------------------------------------------------------
-
-
-def _progress(message: str, end: bool = True) -> None:
-    print(message + (" ..." if end else ""), file=sys.stderr, flush=True)
 
 
 def _engine_cell(run: dict[str, Any] | None) -> Any:

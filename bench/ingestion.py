@@ -37,34 +37,34 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from process_memory import reset_high_water_mark, status_mb
-from tables import cell, print_table
+from helpers.memory import reset_high_water_mark, status_mb
+from helpers.output import progress
+from helpers.tables import cell, print_table
+from helpers.timing import median_seconds
 
-from platform_assets.quality import (
+from platform_assets.ingestion.contract import split_rows, validate_transactions
+from platform_assets.ingestion.drift import (
     CATEGORICAL_DRIFT_COLUMNS,
     DERIVED_NUMERIC_COLUMNS,
     NUMERIC_DRIFT_COLUMNS,
     build_profile,
     distribution_drift,
     drift_frame,
-    split_rows,
-    validate_transactions,
 )
-from resources.simulator import (
+from resources.sources.incidents import Scenario
+from resources.sources.schema import (
     CHANNELS,
     COUNTRIES,
     CURRENCIES,
     MAX_AMOUNT,
     MERCHANT_CATEGORIES,
     MIN_AMOUNT,
-    CardPaymentsSimulator,
-    Scenario,
 )
+from resources.sources.simulator import CardPaymentsSimulator
 
 SEED = 7
 REFERENCE_DAY = datetime.date(2026, 3, 1)  # clean: the baseline profile / Evidently reference
@@ -98,16 +98,6 @@ def _label(rows: int) -> str:
     return f"{rows // 1_000_000}m" if rows >= 1_000_000 else f"{rows // 1_000}k"
 
 
-def _median_seconds(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Median wall time of ``repeats`` calls, with the last call's result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
-
-
 # Validation, measured in fresh processes -----------------------------------------------------
 
 
@@ -121,7 +111,7 @@ def measure_validation_child(path: Path, day: datetime.date, warm_repeats: int) 
 
     Returns:
         Cold time (validate, split, total), warm times, RSS before and after the load, the
-        high-water mark of the cold run, the data size and the split's row counts.
+        high-water mark of the cold run, the data size, and the bad and quarantined rows.
     """
     before_load = status_mb()["VmRSS"]
     frame = pl.read_parquet(path)
@@ -146,7 +136,6 @@ def measure_validation_child(path: Path, day: datetime.date, warm_repeats: int) 
         "cold_split_s": done - validated,
         "cold_s": done - start,
         "bad_rows": result.bad_rows,
-        "valid_rows": valid.height,
         "quarantined_rows": quarantined.height,
     }
     del result, valid, quarantined
@@ -184,7 +173,6 @@ def measure_validation(path: Path, day: datetime.date) -> dict[str, Any]:
         "chunks": worst["chunks"],
         "data_mb": worst["data_mb"],
         "bad_rows": worst["bad_rows"],
-        "valid_rows": worst["valid_rows"],
         "quarantined_rows": worst["quarantined_rows"],
         "cold_s": statistics.median(r["cold_s"] for r in runs),
         "cold_validate_s": statistics.median(r["cold_validate_s"] for r in runs),
@@ -208,11 +196,11 @@ def time_drift(reference: pl.DataFrame, currents: dict[str, pl.DataFrame]) -> di
         ``profile_s``, ``<name>_s`` and ``<name>_table`` (the drift table) per current day.
     """
     out: dict[str, Any] = {}
-    out["profile_s"], profile = _median_seconds(
+    out["profile_s"], profile = median_seconds(
         lambda: build_profile(reference, [REFERENCE_DAY.isoformat()]), DRIFT_REPEATS
     )
     for name, frame in currents.items():
-        seconds, table = _median_seconds(
+        seconds, table = median_seconds(
             lambda f=frame: distribution_drift(f, profile, warn=DRIFT_WARN, halt=DRIFT_HALT),
             DRIFT_REPEATS,
         )
@@ -379,7 +367,7 @@ def measure(small: int, large: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-ingestion-", dir="/tmp") as tmp:
         for rows_per_day in (small, large):
             label = _label(rows_per_day)
-            _progress(f"[{label}] generating the incident day")
+            progress(f"[{label}] generating the incident day")
             simulator = CardPaymentsSimulator(
                 seed=SEED, rows_per_day=rows_per_day, scenarios=_scenarios()
             )
@@ -387,34 +375,30 @@ def measure(small: int, large: int) -> dict[str, Any]:
             out["injected"][rows_per_day] = incident.injected_bad_rows["row"].n_unique()
             path = Path(tmp) / f"transactions-{label}.parquet"
             incident.transactions.write_parquet(path, statistics=True)  # as Lake.write_dataset
-            _progress(f"[{label}] validation in {MEASURE_PROCESSES} fresh processes")
+            progress(f"[{label}] validation in {MEASURE_PROCESSES} fresh processes")
             out["validation"][rows_per_day] = measure_validation(path, INCIDENT_DAY)
             if rows_per_day == small:
-                _progress(f"[{label}] pandera pandas backend")
+                progress(f"[{label}] pandera pandas backend")
                 out["pandera_pandas"] = run_pandera_pandas(incident.transactions, INCIDENT_DAY)
             del incident
 
-            _progress(f"[{label}] generating the reference, clean and drifted days")
+            progress(f"[{label}] generating the reference, clean and drifted days")
             reference = simulator.day(REFERENCE_DAY).transactions
             currents = {
                 "clean": simulator.day(CLEAN_DAY).transactions,
                 "drifted": simulator.day(DRIFTED_DAY).transactions,
             }
-            _progress(f"[{label}] drift gate")
+            progress(f"[{label}] drift gate")
             out["drift"][rows_per_day] = time_drift(reference, currents)
             if rows_per_day == small:
                 for name, current in currents.items():
-                    _progress(f"[{label}] Evidently DataDriftPreset, {name} day")
+                    progress(f"[{label}] Evidently DataDriftPreset, {name} day")
                     out["evidently"][name] = run_evidently(reference, current)
             del reference, currents
     return out
 
 
 # Report ----------------------------------------------------------------------------------------
-
-
-def _progress(message: str) -> None:
-    print(message + " ...", file=sys.stderr, flush=True)
 
 
 def report_validation(validation: dict[int, Any], injected: dict[int, int]) -> dict[str, Any]:

@@ -30,38 +30,20 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import numpy as np
 import openai
 import uvicorn
+from helpers.timing import percentiles, timed
 
 from resources.environments import PROJECT_ROOT
-from resources.llm_environments import llm_resources
-from resources.llm_providers import LLMProviders, ProviderConfig
+from resources.llm.cache import load_pairs
+from resources.llm.environments import llm_resources
+from resources.llm.gateway import PARAPHRASE_SET, Gateway, GatewaySettings, build_gateway
+from resources.llm.providers import LLMProviders, ProviderConfig
 from serving.llm.app import create_app
-from serving.llm.cache import load_pairs
-from serving.llm.gateway import PARAPHRASE_SET, Gateway, GatewaySettings, build_gateway
 from serving.llm.loopback import LoopbackProvider
 
 USE_CASE = "fraud_ops_assistant"
 MODEL_LATENCY_SECONDS = 0.02
-
-
-def percentiles(seconds: list[float]) -> dict[str, float]:
-    """p50 and p99 in milliseconds."""
-    ms = np.asarray(seconds) * 1000
-    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
-
-
-def timed(call, count: int) -> list[float]:
-    """Wall time of ``count`` calls of ``call(n)``, after a short warm-up."""
-    for n in range(10):
-        call(-1 - n)
-    out = []
-    for n in range(count):
-        started = time.perf_counter()
-        call(n)
-        out.append(time.perf_counter() - started)
-    return out
 
 
 class Served:

@@ -3,7 +3,7 @@
 What is measured, and why:
 
 * **Data**: simulated payments written into a temporary lake as the ingestion assets write them,
-  features computed with ``platform_assets/feature_engineering.py`` and the training set built
+  features computed with ``platform_assets/features/engineering.py`` and the training set built
   by the point-in-time join of ``fraud_model_v1`` (``engine="polars"``), as
   ``training_set`` builds it; the latest 1M and 3M labelled rows are the two sizes.
 * **Bare LightGBM (the peer)**: ``lgb.Dataset`` + ``lgb.train`` on float32 numpy arrays built
@@ -47,16 +47,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import features as feature_bench
 import lightgbm as lgb
 import polars as pl
 from dagster import AssetSelection, DagsterEventType, DagsterInstance, materialize
-from process_memory import run_measured
-from tables import print_table
+from helpers.datasets import calendar, compute_features, generate, historical_entities
+from helpers.memory import run_measured
+from helpers.output import feast_output, progress
+from helpers.tables import print_table
 
 from platform_assets.definitions import stage_assets
-from platform_assets.model_training import (
-    TrainingConfig,
+from platform_assets.features.labelling import LABEL
+from platform_assets.model.recipe import (
+    Hyperparameters,
     calibrated_log_loss,
     default_positive_weight,
     feature_matrix,
@@ -64,7 +66,6 @@ from platform_assets.model_training import (
     model_features,
     time_split,
 )
-from platform_assets.training_set import LABEL
 from resources.environments import build_resources
 from resources.feature_store import FeatureStoreResource
 
@@ -79,22 +80,22 @@ IMPORTS = ("evidently", "matplotlib.pyplot", "mlflow.lightgbm", "sklearn.metrics
 def build_training_set(tmp: Path, rows_per_day: int, days: int, rows: int):
     """The latest ``rows`` labelled transactions with their point-in-time features."""
     lake = tmp / "source-lake"
-    calendar = [FIRST_DAY + datetime.timedelta(days=n) for n in range(days)]
-    _progress(f"simulating {days} days x {rows_per_day:,} payments and their features")
-    feature_bench.generate(lake, rows_per_day, calendar)
-    feature_bench.compute_features(lake, calendar)
+    calendar_days = calendar(FIRST_DAY, days)
+    progress(f"simulating {days} days x {rows_per_day:,} payments and their features")
+    generate(lake, rows_per_day, calendar_days)
+    compute_features(lake, calendar_days)
     feature_store = FeatureStoreResource(lake_root=str(lake), state_dir=str(tmp / "feast"))
-    with feature_bench.feast_output():
+    with feast_output():
         feature_store.apply()
-    entities = feature_bench.historical_entities(lake, calendar, rows)
-    _progress(f"point-in-time join of {entities.height:,} rows")
+    entities = historical_entities(lake, calendar_days, rows)
+    progress(f"point-in-time join of {entities.height:,} rows")
     frame = feature_store.historical_features(entities, engine="polars")
     return frame.sort("event_timestamp", "transaction_id"), feature_store
 
 
 def bare_lightgbm(frame: pl.DataFrame, features: list[str]) -> dict[str, Any]:
     """The peer: LightGBM alone on prepared arrays, with candidate_model's settings."""
-    config = TrainingConfig()
+    config = Hyperparameters()
     split = time_split(frame, config.validation_fraction, config.holdout_fraction)
     weight = default_positive_weight(split.train[LABEL])
     x, y = feature_matrix(split.train, features), split.train[LABEL].to_numpy()
@@ -112,7 +113,7 @@ def bare_lightgbm(frame: pl.DataFrame, features: list[str]) -> dict[str, Any]:
         )
 
     booster, figures = run_measured(boost)
-    return {**figures, "rounds": booster.best_iteration, "train_rows": split.train.height}
+    return {**figures, "rounds": booster.best_iteration}
 
 
 def ours(frame: pl.DataFrame, feature_store: FeatureStoreResource, folder: Path) -> list[dict]:
@@ -189,7 +190,7 @@ def cold_imports() -> float:
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Build the data once, then measure the peer and ours at every size."""
     plan = QUICK if args.quick else FULL
-    out: dict[str, Any] = {"plan": plan, "sizes": []}
+    out: dict[str, Any] = {"sizes": []}
     out["cold_imports_s"] = cold_imports()
     for module in IMPORTS:  # warm, so the first size does not pay them inside its figures
         importlib.import_module(module)
@@ -197,12 +198,12 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         full, feature_store = build_training_set(
             Path(tmp), plan["rows_per_day"], plan["days"], max(plan["sizes"])
         )
-        features = model_features(TrainingConfig(), feature_store.feature_names())
+        features = model_features(Hyperparameters(), feature_store.feature_names())
         for rows in plan["sizes"]:
             frame = full.tail(rows)
-            _progress(f"{rows:,} rows: bare LightGBM")
+            progress(f"{rows:,} rows: bare LightGBM")
             bare = bare_lightgbm(frame, features)
-            _progress(f"{rows:,} rows: candidate_model + evaluation_report + production_model")
+            progress(f"{rows:,} rows: candidate_model + evaluation_report + production_model")
             chain = ours(frame, feature_store, Path(tmp, f"ours-{rows}"))
             out["sizes"].append(
                 {
@@ -280,10 +281,6 @@ def report(m: dict[str, Any]) -> dict[str, Any]:
     )
     figures["targets_met"] = all(run["target_met"] for run in figures["runs"])
     return figures
-
-
-def _progress(message: str) -> None:
-    print(message + " ...", file=sys.stderr, flush=True)
 
 
 def main() -> None:
