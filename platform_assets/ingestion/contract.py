@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandera.polars as pa
 import polars as pl
 from pandera.engines import polars_engine
+
 from resources.sources.schema import (
     CHANNELS,
     CHARGEBACK_REASONS,
