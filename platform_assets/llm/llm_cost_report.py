@@ -84,10 +84,9 @@ def llm_cost_report(
         metadata={
             "day": MetadataValue.text(since[:10]),
             "calls": MetadataValue.int(calls.height),
-            "cost_usd": MetadataValue.float(float(calls["cost_usd"].sum()) if calls.height else 0),
-            "saved_by_cache_usd": MetadataValue.float(
-                float(calls["saved_usd"].sum()) if calls.height else 0.0
-            ),
+            # An empty ledger's sums are 0.0 (a day without calls, e.g. a fresh instance).
+            "cost_usd": MetadataValue.float(float(calls["cost_usd"].sum())),
+            "saved_by_cache_usd": MetadataValue.float(float(calls["saved_usd"].sum())),
             "by_model": MetadataValue.md(to_markdown(spend_by(calls, "model"))),
             "by_endpoint": MetadataValue.md(to_markdown(spend_by(calls, "endpoint"))),
             "by_use_case": MetadataValue.md(to_markdown(spend_by(calls, "use_case"))),

@@ -249,6 +249,18 @@ def test_budget_alerts_fire_when_spend_passes_the_daily_budget(tmp_path, instanc
     assert "gpt-4o-mini" in by_model.value
 
 
+def test_the_cost_report_of_a_day_without_calls_is_zero_spend(tmp_path, instance):
+    """A fresh instance has an empty ledger; its first hourly report must not fail."""
+    stack = LLMStack(tmp_path)
+
+    result = stack.materialize(instance, "llm_cost_report")
+
+    assert result.success
+    metadata = result.asset_materializations_for_node("llm_cost_report")[0].metadata
+    assert metadata["calls"].value == 0 and metadata["cost_usd"].value == 0.0
+    assert result.get_asset_check_evaluations()[0].passed
+
+
 class _Flaky:
     """A last-resort provider that fails a given number of times, then answers."""
 
