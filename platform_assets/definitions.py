@@ -34,8 +34,8 @@ from sensors.automation import automation_sensor
 from sensors.ingestion import daily_ingestion_schedule, raw_transactions_freshness_sensor
 from sensors.llm import prompt_change_sensor, rag_index_freshness_sensor
 
-# One module per stage's wiring, in the order of the loop; each module's assets and checks are
-# loaded from it (the feature store's and the training set's are built for a Feast repository).
+# Every wiring module, stage by stage in the order of the loop. The feature store's assets and
+# the training set are built for a Feast repository instead (see stage_assets).
 ASSET_MODULES = (raw_transactions, validated_transactions, transaction_baseline, feature_tables)
 ASSET_MODULES += (candidate_model, evaluation_report, production_model)
 ASSET_MODULES += (prompt_registry, rag_index, llm_eval_report, prompt_release, llm_cost_report)
