@@ -8,10 +8,7 @@ the concept-drift regime, where the same covariates carry a different fraud patt
 
 import numpy as np
 
-from resources.sources.schema import CHANNELS
-
-_CONTACTLESS = CHANNELS.index("contactless")
-_ONLINE = CHANNELS.index("online")
+from resources.sources.schema import CONTACTLESS, ONLINE
 
 # Fraud model (normal regime): logit = _FRAUD_BASE + sum of weight * risk factor. The base is
 # calibrated so that about 0.7 % of transactions are fraudulent.
@@ -61,14 +58,14 @@ def fraud_probability(
     logit = np.float32(_W_AMOUNT) * np.maximum(log_ratio, np.float32(0))
     logit += np.float32(_FRAUD_BASE)
     logit += np.float32(_W_FOREIGN) * foreign
-    logit += np.float32(_W_ONLINE) * (channel == _ONLINE)
+    logit += np.float32(_W_ONLINE) * (channel == ONLINE)
     logit += np.float32(_W_NIGHT) * night
     logit += np.float32(_W_MERCHANT_RISK) * np.asarray(merchant_risk, dtype=np.float32)
     if concept_drift > 0:
         drifted = np.float32(_W_DRIFT_SMALL) * np.maximum(-log_ratio, np.float32(0))
         drifted += np.float32(_DRIFT_FRAUD_BASE)
         drifted += np.float32(_W_DRIFT_LARGE) * np.maximum(log_ratio, np.float32(0))
-        drifted += np.float32(_W_DRIFT_CONTACTLESS) * (channel == _CONTACTLESS)
+        drifted += np.float32(_W_DRIFT_CONTACTLESS) * (channel == CONTACTLESS)
         drifted += np.float32(_W_DRIFT_DOMESTIC) * ~np.asarray(foreign, dtype=bool)
         logit *= np.float32(1 - concept_drift)
         logit += np.float32(concept_drift) * drifted

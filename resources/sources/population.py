@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from resources.sources.schema import (
-    CHANNELS,
+    ATM,
     COUNTRIES,
     COUNTRY_CURRENCY,
     CURRENCIES,
@@ -26,7 +26,6 @@ from resources.sources.schema import (
 _COUNTRY_WEIGHTS = (0.55, 0.08, 0.07, 0.06, 0.04, 0.04, 0.03, 0.05, 0.03, 0.02, 0.02, 0.01)
 _CATEGORY_WEIGHTS = (0.22, 0.18, 0.10, 0.18, 0.06, 0.05, 0.08, 0.06, 0.04, 0.03)
 
-_ATM = CHANNELS.index("atm")
 _CASH_WITHDRAWAL = MERCHANT_CATEGORIES.index("cash_withdrawal")
 # Card-present and card-not-present channels a customer chooses between (the first three codes
 # of CHANNELS: pos, contactless, online); "atm" is not a choice, it is implied by a
@@ -140,7 +139,7 @@ class Population:
         channel = np.where(
             u_channel < _PREFERRED_CHANNEL_SHARE, self.customer_channel[customer], mixed_channel
         )
-        channel[self.merchant_category[merchant] == _CASH_WITHDRAWAL] = _ATM
+        channel[self.merchant_category[merchant] == _CASH_WITHDRAWAL] = ATM
         return channel
 
 

@@ -81,6 +81,8 @@ MERCHANT_CATEGORIES: tuple[str, ...] = (
     "cash_withdrawal",
 )
 CHANNELS: tuple[str, ...] = ("pos", "contactless", "online", "atm")
+# The simulator encodes channels as indices into CHANNELS; the codes it reasons about by name.
+CONTACTLESS, ONLINE, ATM = (CHANNELS.index(name) for name in ("contactless", "online", "atm"))
 CHARGEBACK_REASONS: tuple[str, ...] = (
     "card_not_present",
     "account_takeover",

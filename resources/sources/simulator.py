@@ -31,6 +31,7 @@ from resources.sources.fraud import fraud_probability
 from resources.sources.incidents import Scenario, apply_incidents, delivery_delay, empty_bad_rows
 from resources.sources.population import build_population
 from resources.sources.schema import (
+    ATM,
     CHANNELS,
     CHARGEBACK_REASONS,
     COUNTRIES,
@@ -38,11 +39,10 @@ from resources.sources.schema import (
     MAX_AMOUNT,
     MERCHANT_CATEGORIES,
     MIN_AMOUNT,
+    ONLINE,
     TRANSACTION_SCHEMA,
 )
 
-_ONLINE = CHANNELS.index("online")
-_ATM = CHANNELS.index("atm")
 # Ticket size relative to the customer's typical spend, per merchant category: a television
 # costs more than a coffee.
 _CATEGORY_AMOUNT_FACTOR = (0.8, 0.7, 1.0, 1.2, 3.0, 4.0, 0.9, 0.5, 1.1, 2.0)
@@ -171,8 +171,8 @@ def _drift_covariates(
     """Covariate drift, in place: larger amounts, and card payments moving online (not ATMs)."""
     amount *= 1.0 + 2.0 * covariate
     to_online = rng.random(amount.size, dtype=np.float32) < 0.5 * covariate
-    to_online &= channel != _ATM
-    channel[to_online] = _ONLINE
+    to_online &= channel != ATM
+    channel[to_online] = ONLINE
 
 
 class CardPaymentsSimulator:
@@ -377,7 +377,7 @@ class CardPaymentsSimulator:
         channel = clean.channel[rows]
         card_present_reason = np.where(rng.random(rows.size) < 0.6, 2, 3)  # stolen or counterfeit
         online_reason = np.where(rng.random(rows.size) < 0.8, 0, 1)  # card-not-present or ATO
-        reason = np.where(channel == _ONLINE, online_reason, card_present_reason)
+        reason = np.where(channel == ONLINE, online_reason, card_present_reason)
 
         frame = pl.DataFrame(
             [

@@ -17,13 +17,7 @@ from dagster import (
     materialize,
 )
 
-from platform_assets.llm import (
-    llm_cost_report,
-    llm_eval_report,
-    prompt_registry,
-    prompt_release,
-    rag_index,
-)
+from platform_assets.definitions import ASSET_MODULES
 from resources.alerting import LocalAlerter
 from resources.clock import Clock
 from resources.environments import PROJECT_ROOT
@@ -34,7 +28,8 @@ from resources.llm.providers import LLMProviders, ProviderConfig
 from resources.llm.rag import CorpusFolder
 
 USE_CASE = "fraud_ops_assistant"
-LLM_MODULES = [prompt_registry, rag_index, llm_eval_report, prompt_release, llm_cost_report]
+# The code location's LLM wiring modules, as definitions.py lists them.
+LLM_MODULES = [m for m in ASSET_MODULES if m.__name__.startswith("platform_assets.llm.")]
 START = datetime.datetime(2026, 11, 20, 9, 0, tzinfo=datetime.UTC)
 
 
