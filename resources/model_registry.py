@@ -9,6 +9,7 @@ registry's experiment: MLflow would otherwise create the experiment with its art
 ``./mlruns`` in whatever directory the run happens to start in.
 """
 
+import datetime
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from tempfile import TemporaryDirectory
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
 LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # make mlflow
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
+# Version tags: when a version became the champion, and the threshold its gate set for decisions.
+PROMOTED_AT_TAG = "flywheel.promoted_at"
+THRESHOLD_TAG = "flywheel.operating_threshold"
+OPERATING_PRECISION_TAG = "flywheel.operating_precision"
 SQLITE_PREFIX = "sqlite:///"
 
 
@@ -90,6 +95,33 @@ class ModelRegistry(ConfigurableResource):
     def champion(self) -> "ModelVersion | None":
         """The version serving now; None before the first promotion."""
         return self.aliased(CHAMPION)
+
+    def champion_at(self, instant: datetime.datetime) -> "ModelVersion | None":
+        """The version that held ``champion`` at ``instant``: the last promoted by then.
+
+        Read from the promotion times ``production_model`` tags versions with; None when no
+        version had been promoted by ``instant``.
+        """
+        promoted = [
+            (datetime.datetime.fromisoformat(version.tags[PROMOTED_AT_TAG]), version)
+            for version in self.client().search_model_versions(f"name='{self.model_name}'")
+            if PROMOTED_AT_TAG in version.tags
+        ]
+        earlier = [(at, version) for at, version in promoted if at <= instant]
+        return max(earlier, key=lambda pair: pair[0])[1] if earlier else None
+
+    def run_artifact(self, version: "ModelVersion", path: str, folder: str) -> Path:
+        """Download the file ``path`` logged to ``version``'s training run into ``folder``."""
+        from mlflow.artifacts import download_artifacts
+
+        return Path(
+            download_artifacts(
+                run_id=version.run_id,
+                artifact_path=path,
+                dst_path=folder,
+                tracking_uri=self.tracking_uri,
+            )
+        )
 
     def load_booster(self, version: str) -> "lgb.Booster":
         """The LightGBM booster registered as ``version``."""

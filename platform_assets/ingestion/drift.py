@@ -7,6 +7,7 @@ importing it costs seconds that ``dagster dev`` would otherwise pay on every cod
 """
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,18 @@ def _bin_shares(values: pl.Series, edges: list[float]) -> list[float]:
     return [(bounds[i + 1] - bounds[i]) / ordered.len() for i in range(len(bounds) - 1)]
 
 
+def decile_bins(values: pl.Series) -> dict[str, list[float]]:
+    """A numeric column's profile: its decile edges and the share of values in each bin."""
+    values = values.drop_nulls().cast(pl.Float64)
+    edges = sorted(set(values.quantile(q, "linear") for q in _DECILES))  # type: ignore[arg-type]
+    return {"edges": edges, "shares": _bin_shares(values, edges)}
+
+
+def binned_psi(profile: dict[str, list[float]], values: pl.Series) -> float:
+    """PSI of ``values`` against a ``decile_bins`` profile, on the profile's bins."""
+    return psi(profile["shares"], _bin_shares(values.cast(pl.Float64), profile["edges"]))
+
+
 def build_profile(frame: pl.DataFrame, partitions: list[str]) -> dict[str, Any]:
     """The baseline profile of accepted days: decile bins, category shares, null rates, volume.
 
@@ -66,11 +79,7 @@ def build_profile(frame: pl.DataFrame, partitions: list[str]) -> dict[str, Any]:
         partitions: The days the rows come from, recorded so the baseline says what it is.
     """
     drift = drift_frame(frame)
-    numeric = {}
-    for column in _numeric_columns(drift):
-        series = drift[column].drop_nulls()
-        edges = sorted(set(series.quantile(q, "linear") for q in _DECILES))  # type: ignore[arg-type]
-        numeric[column] = {"edges": edges, "shares": _bin_shares(series, edges)}
+    numeric = {column: decile_bins(drift[column]) for column in _numeric_columns(drift)}
     categorical = {}
     for column in _categorical_columns(drift):
         counts = drift[column].drop_nulls().value_counts(normalize=True, name="share")
@@ -112,11 +121,7 @@ def distribution_drift(
     drift = drift_frame(frame)
     rows: list[dict[str, Any]] = []
     for column, spec in profile["numeric"].items():
-        value = (
-            psi(spec["shares"], _bin_shares(drift[column], spec["edges"]))
-            if column in drift.columns
-            else None
-        )
+        value = binned_psi(spec, drift[column]) if column in drift.columns else None
         rows.append({"column": column, "kind": "numeric", "psi": value})
     for column, expected in profile["categorical"].items():
         value = None
@@ -141,16 +146,24 @@ def distribution_drift(
 
 
 def write_drift_report(
-    current: pl.DataFrame, reference: pl.DataFrame, rows: int, path: Path, seed: int = 0
+    current: pl.DataFrame,
+    reference: pl.DataFrame,
+    rows: int,
+    path: Path,
+    seed: int = 0,
+    numeric_columns: Sequence[str] = NUMERIC_DRIFT_COLUMNS,
+    categorical_columns: Sequence[str] = CATEGORICAL_DRIFT_COLUMNS,
 ) -> Path:
     """Render Evidently's DataDriftPreset for a sample of ``current`` against ``reference``.
 
     Args:
         current: The batch being judged.
-        reference: Reference rows stored with the accepted baseline.
+        reference: Reference rows (the accepted baseline's, or a model's training rows).
         rows: Rows sampled from each side (Evidently takes minutes on a full day).
         path: Where the HTML goes.
         seed: Sampling seed, so the same batch gives the same report.
+        numeric_columns: Numeric columns to compare (the batch's drift columns by default).
+        categorical_columns: Categorical columns to compare.
 
     Returns:
         The path of the written HTML file.
@@ -158,8 +171,8 @@ def write_drift_report(
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    numeric = [c for c in NUMERIC_DRIFT_COLUMNS if c in current.columns]
-    categorical = [c for c in CATEGORICAL_DRIFT_COLUMNS if c in current.columns]
+    numeric = [c for c in numeric_columns if c in current.columns]
+    categorical = [c for c in categorical_columns if c in current.columns]
     columns = [c for c in numeric + categorical if c in reference.columns]
     definition = DataDefinition(
         numerical_columns=[c for c in numeric if c in columns],

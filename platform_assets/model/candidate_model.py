@@ -23,8 +23,17 @@ from dagster import (
 
 from platform_assets.common.catalog import TRAINING, catalog
 from platform_assets.common.datasets import content_hash
-from platform_assets.model.recipe import Hyperparameters, model_features, time_split, train
+from platform_assets.model.recipe import (
+    Hyperparameters,
+    fraud_scores,
+    holdout,
+    model_features,
+    time_split,
+    train,
+)
+from platform_assets.model.suite import label_array
 from platform_assets.model.tracking import TrainingRun, log_candidate, source_provenance
+from platform_assets.monitoring.reference import reference_sample, training_reference
 from resources.feature_store import FeatureStoreResource
 from resources.model_registry import ModelRegistry
 
@@ -82,6 +91,7 @@ def _train_and_register(
     )
     started = time.perf_counter()
     trained = train(config, split, features)
+    unseen = holdout(training_set, split.holdout_start)
     run = TrainingRun(
         config=config,
         split=split,
@@ -97,6 +107,10 @@ def _train_and_register(
             "flywheel.dagster_run_url": model_registry.dagster_run_url(context.run.run_id),
             **source_provenance(),
         },
+        monitoring_reference=training_reference(
+            split.train, features, label_array(unseen), fraud_scores(trained.booster, unseen)
+        ),
+        reference_sample=reference_sample(split.train, features, config.seed),
     )
     # dagster-mlflow names the run after the job; the asset and the Dagster run say more.
     reference = log_candidate(

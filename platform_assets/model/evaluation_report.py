@@ -48,6 +48,7 @@ from platform_assets.model.suite import (
     ModelEvaluation,
     evaluate,
     label_array,
+    operating_point,
     slice_masks,
     timed_scores,
 )
@@ -122,7 +123,13 @@ def evaluation_report(
         config.report_rows,
     )
     metrics = results["candidate"].metrics
-    log_evaluation(model_registry, candidate_model, folder, metrics, reference, failed, rows.height)
+    operating = (
+        config.operating_precision,
+        operating_point(labels, scores["candidate"], config.operating_precision)[1],
+    )
+    log_evaluation(
+        model_registry, candidate_model, folder, metrics, reference, failed, rows.height, operating
+    )
     report = {
         "candidate_version": version,
         "reference": reference,

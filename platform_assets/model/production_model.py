@@ -11,7 +11,7 @@ from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, O
 
 from platform_assets.common.catalog import DEPLOYMENT, catalog
 from resources.clock import Clock
-from resources.model_registry import CHAMPION, PREVIOUS_CHAMPION, ModelRegistry
+from resources.model_registry import CHAMPION, PREVIOUS_CHAMPION, PROMOTED_AT_TAG, ModelRegistry
 
 
 @asset(
@@ -49,7 +49,7 @@ def production_model(
     promoted_at = clock.now().isoformat()
     model_registry.set_version_tags(
         version,
-        {"flywheel.promoted_at": promoted_at, "flywheel.replaced": previous or "none"},
+        {PROMOTED_AT_TAG: promoted_at, "flywheel.replaced": previous or "none"},
     )
     context.log.info(f"{model_registry.model_name} v{version} is the {CHAMPION} (was {previous})")
     rollback = (

@@ -8,6 +8,7 @@ An evaluation adds its plots and report to the candidate's run and its verdict t
 
 import hashlib
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,9 @@ from platform_assets.model.recipe import (
     feature_matrix,
     lightgbm_params,
 )
+from platform_assets.monitoring.reference import REFERENCE_FILE, REFERENCE_SAMPLE_FILE
 from resources.environments import PROJECT_ROOT
-from resources.model_registry import ModelRegistry
+from resources.model_registry import OPERATING_PRECISION_TAG, THRESHOLD_TAG, ModelRegistry
 
 LOCK_FILE = "uv.lock"
 INPUT_EXAMPLE_ROWS = 5
@@ -62,6 +64,8 @@ class TrainingRun:
     trained: TrainedModel
     training_seconds: float
     tags: dict[str, str]  # provenance, also written onto the registered version
+    monitoring_reference: dict[str, Any]  # what monitoring compares new days with
+    reference_sample: pl.DataFrame  # training rows for the drift report's plots
 
 
 def log_candidate(mlflow: Any, registry: ModelRegistry, run: TrainingRun, name: str) -> dict:
@@ -99,6 +103,11 @@ def log_candidate(mlflow: Any, registry: ModelRegistry, run: TrainingRun, name: 
             "boosting_seconds": trained.boosting_seconds,
         }
     )
+    mlflow.log_dict(run.monitoring_reference, REFERENCE_FILE)
+    with tempfile.TemporaryDirectory() as folder:
+        sample = Path(folder, REFERENCE_SAMPLE_FILE)
+        run.reference_sample.write_parquet(sample)
+        mlflow.log_artifact(str(sample))
     example = pl.DataFrame(
         feature_matrix(split.train.head(INPUT_EXAMPLE_ROWS), features), schema=features
     ).to_pandas()
@@ -147,8 +156,13 @@ def log_evaluation(
     reference: str,
     failed_rules: list[str],
     holdout_rows: int,
+    operating_point: tuple[float, float],
 ) -> None:
-    """Add the evaluation's files and metrics to the candidate's run, its verdict to the version."""
+    """Add the evaluation's files and metrics to the candidate's run, its verdict to the version.
+
+    ``operating_point`` is the precision the gate judged at and the candidate's threshold for
+    it: the version's decisions use that threshold wherever it scores.
+    """
     run_id = candidate["run_id"]
     client = registry.client()
     client.log_artifacts(run_id, str(folder), "evaluation")
@@ -161,6 +175,8 @@ def log_evaluation(
             "eval.reference": reference,
             "eval.failed_rules": ", ".join(failed_rules) or "none",
             "eval.holdout_rows": str(holdout_rows),
+            OPERATING_PRECISION_TAG: str(operating_point[0]),
+            THRESHOLD_TAG: repr(operating_point[1]),
             **{f"eval.{m}": f"{v:.6f}" for m, v in metrics.items()},
         },
     )

@@ -1,0 +1,1 @@
+"""Monitoring stage: the champion scored on every new day and judged against its training."""
