@@ -28,16 +28,19 @@ from platform_assets.llm import (
     rag_index,
 )
 from platform_assets.model import candidate_model, evaluation_report, production_model
+from platform_assets.monitoring import champion_scores, model_monitoring_report
 from resources.environments import build_resources, current_environment
 from resources.feature_store import FEATURE_REPO
 from sensors.automation import automation_sensor
 from sensors.ingestion import daily_ingestion_schedule, raw_transactions_freshness_sensor
 from sensors.llm import prompt_change_sensor, rag_index_freshness_sensor
+from sensors.monitoring import monitoring_freshness_sensor, retraining_sensor
 
 # Every wiring module, stage by stage in the order of the loop. The feature store's assets and
 # the training set are built for a Feast repository instead (see stage_assets).
 ASSET_MODULES = (raw_transactions, validated_transactions, transaction_baseline, feature_tables)
 ASSET_MODULES += (candidate_model, evaluation_report, production_model)
+ASSET_MODULES += (champion_scores, model_monitoring_report)
 ASSET_MODULES += (prompt_registry, rag_index, llm_eval_report, prompt_release, llm_cost_report)
 CHECK_MODULES = (delivery_checks, rag_index, evaluation_report)
 
@@ -60,6 +63,7 @@ def build_definitions(
     env: str | None = None,
     data_dir: str | Path | None = None,
     feature_repo: Path = FEATURE_REPO,
+    resources: dict | None = None,
 ) -> Definitions:
     """Assemble the code location for ``env`` (default: ``$FLYWHEEL_ENV`` or ``local``).
 
@@ -67,6 +71,8 @@ def build_definitions(
         env: ``local`` (embedded default) or ``prod``.
         data_dir: Local only: where the lake and alerts go (tests pass a temporary folder).
         feature_repo: The Feast repository to apply and version (tests pass a modified copy).
+        resources: Resources instead of the environment's (scenario tests set the clock and
+            the simulated world).
     """
     return Definitions(
         assets=stage_assets(feature_repo),
@@ -75,9 +81,12 @@ def build_definitions(
             raw_transactions_freshness_sensor,
             rag_index_freshness_sensor,
             prompt_change_sensor,
+            retraining_sensor,
+            monitoring_freshness_sensor,
             automation_sensor,
         ],
-        resources=build_resources(env or current_environment(), data_dir, feature_repo),
+        resources=resources
+        or build_resources(env or current_environment(), data_dir, feature_repo),
         # A subprocess per step costs seconds on a small machine; runs stay in one process.
         executor=in_process_executor,
     )

@@ -10,7 +10,8 @@ systems through environment variables (``dagster.EnvVar``, resolved when a run s
 - ``FLYWHEEL_ALERT_WEBHOOK_URL``: Slack-compatible webhook for alerts;
 - ``FLYWHEEL_FEAST_REGISTRY_URL``, ``FLYWHEEL_REDIS_CONNECTION``: Feast's SQL registry and
   Redis online store (``feature_repo/feature_store.prod.yaml``);
-- ``FLYWHEEL_MLFLOW_TRACKING_URI``: the MLflow tracking server and model registry.
+- ``FLYWHEEL_MLFLOW_TRACKING_URI``: the MLflow tracking server and model registry;
+- ``FLYWHEEL_PREDICTION_LOG_URL``: PostgreSQL URL of the prediction log.
 """
 
 import os
@@ -26,6 +27,8 @@ from resources.label_policy import LabelPolicy
 from resources.lake import Lake, LakeIOManager, RecordIOManager
 from resources.llm.environments import llm_resources
 from resources.model_registry import ModelRegistry, model_registry_resources
+from resources.monitoring_policy import MonitoringPolicy
+from resources.prediction_log import PredictionLog
 from resources.quality_policy import QualityPolicy
 from resources.sources.systems import SimulatedSource, SqlSource
 
@@ -68,6 +71,8 @@ def build_resources(
             "clock": Clock(),
             "quality_policy": QualityPolicy(),
             "label_policy": LabelPolicy(),
+            "monitoring_policy": MonitoringPolicy(),
+            "prediction_log": PredictionLog(url=f"sqlite:///{root / 'predictions.db'}"),
             "feature_store": FeatureStoreResource(
                 repo_path=str(feature_repo),
                 lake_root=str(root / "lake"),
@@ -92,6 +97,8 @@ def build_resources(
             "clock": Clock(),
             "quality_policy": QualityPolicy(),
             "label_policy": LabelPolicy(),
+            "monitoring_policy": MonitoringPolicy(),
+            "prediction_log": PredictionLog(url=EnvVar("FLYWHEEL_PREDICTION_LOG_URL")),
             "feature_store": FeatureStoreResource(
                 repo_path=str(feature_repo),
                 config_file="feature_store.prod.yaml",

@@ -179,16 +179,20 @@ class RecordIOManager(ConfigurableIOManager):
 
     lake: Lake
 
-    def _path(self, asset_key: AssetKey) -> Path:
-        return Path(self.lake.root, "records", *asset_key.path).with_suffix(".json")
+    def _path(self, context: OutputContext | InputContext) -> Path:
+        """``records/<key>.json``, or ``records/<key>/<partition>.json`` for a partitioned asset."""
+        path = Path(self.lake.root, "records", *context.asset_key.path)
+        if context.has_asset_partitions:
+            path = path / context.asset_partition_key
+        return path.with_suffix(".json")
 
     def handle_output(self, context: OutputContext, obj: dict[str, Any]) -> None:
         """Write the record and add its path to the materialization metadata."""
-        path = self._path(context.asset_key)
+        path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(obj, indent=2, sort_keys=True), encoding="utf-8")
         context.add_output_metadata({"record": str(path)})
 
     def load_input(self, context: InputContext) -> dict[str, Any]:
-        """Read the upstream asset's record."""
-        return json.loads(self._path(context.asset_key).read_text(encoding="utf-8"))
+        """Read the upstream asset's record (of the same partition, for a partitioned one)."""
+        return json.loads(self._path(context).read_text(encoding="utf-8"))

@@ -5,14 +5,20 @@ assets of its groups. ``catalog(group)`` gives the keyword arguments every asset
 shares, and ``daily_table`` the decorator of the daily partitioned tables.
 """
 
+import datetime
 import functools
 from typing import Any
 
-from dagster import asset
+from dagster import FreshnessPolicy, asset
 
 from platform_assets.common.partitions import daily_partitions
 
 OWNERS = ["team:ml-platform"]
+# What is refreshed once a day: late after 25 h, failed after 26 h (the day lands by 00:30 and
+# ingestion runs at 01:00, so a healthy day is never past either).
+DAILY_FRESHNESS = FreshnessPolicy.time_window(
+    fail_window=datetime.timedelta(hours=26), warn_window=datetime.timedelta(hours=25)
+)
 
 INGESTION = "ingestion"
 BASELINES = "baselines"
@@ -20,6 +26,7 @@ FEATURES = "features"
 TRAINING = "training"
 EVALUATION = "evaluation"
 DEPLOYMENT = "deployment"
+MONITORING = "monitoring"
 LLM = "llm"
 
 # The lifecycle stage each group belongs to, shown as the ``flywheel/stage`` tag. A baseline is
@@ -31,6 +38,7 @@ _STAGES = {
     TRAINING: "training",
     EVALUATION: "evaluation",
     DEPLOYMENT: "deployment",
+    MONITORING: "monitoring",
     LLM: "llm",
 }
 

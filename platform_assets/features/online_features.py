@@ -27,7 +27,7 @@ from dagster import (
     asset_check,
 )
 
-from platform_assets.common.catalog import FEATURES, catalog
+from platform_assets.common.catalog import DAILY_FRESHNESS, FEATURES, catalog
 from platform_assets.common.keys import (
     CUSTOMER_FEATURES,
     FEATURE_STORE_REGISTRY,
@@ -190,6 +190,8 @@ def build_feature_store_assets(repo_path: Path = FEATURE_REPO) -> list:
         kinds={"feast", "sqlite"},
         code_version=f"1-{version}",
         automation_condition=LOAD_ON_NEW_ROWS,
+        # A day's rows land once a day; a store older than a day and a bit serves stale features.
+        freshness_policy=DAILY_FRESHNESS,
         deps=[FEATURE_STORE_REGISTRY, CUSTOMER_FEATURES, MERCHANT_FEATURES],
         **common,
     )(online_features)
