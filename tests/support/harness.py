@@ -4,13 +4,20 @@ import datetime
 from collections.abc import Sequence
 from pathlib import Path
 
-from dagster import AssetSelection, DagsterInstance, ExecuteInProcessResult, materialize
+from dagster import (
+    AssetSelection,
+    DagsterInstance,
+    Definitions,
+    ExecuteInProcessResult,
+    materialize,
+)
 
 from platform_assets.definitions import build_definitions, stage_assets
 from resources.clock import Clock
 from resources.feature_store import FEATURE_REPO
 from resources.label_policy import LabelPolicy
 from resources.model_registry import ModelRegistry, model_registry_resources
+from resources.monitoring_policy import MonitoringPolicy
 from resources.quality_policy import QualityPolicy
 from resources.sources.systems import ScenarioConfig, SimulatedSource
 
@@ -33,6 +40,7 @@ class LocalPlatform:
         self.feature_repo = feature_repo
         self.label_delay_days = label_delay_days
         self.clock = Clock(frozen_at=now)
+        self.monitoring = MonitoringPolicy(drift_report_rows=0)
         self.registry = ModelRegistry(
             tracking_uri=f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
             artifact_location=str(data_dir / "mlflow" / "artifacts"),
@@ -52,8 +60,18 @@ class LocalPlatform:
             maturity_days=self.label_delay_days, merchant_risk_window_days=self.label_delay_days
         )
         resources["quality_policy"] = QualityPolicy(**{"drift_report_rows": 0, **policy})
+        resources["monitoring_policy"] = self.monitoring
         resources.update(model_registry_resources(self.registry))
         return resources
+
+    def definitions(self, scenarios: Sequence[ScenarioConfig] = (), **policy) -> Definitions:
+        """The whole code location (schedules and sensors too) on this platform's resources."""
+        return build_definitions(
+            "local",
+            data_dir=self.data_dir,
+            feature_repo=self.feature_repo,
+            resources=self.resources(scenarios, **policy),
+        )
 
     def use_registry(self, folder: Path) -> ModelRegistry:
         """Track and register models in a fresh MLflow store under ``folder`` from now on."""
