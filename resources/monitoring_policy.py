@@ -76,11 +76,20 @@ class MonitoringPolicy(ConfigurableResource):
         "chain trains, gates and promotes within hours, and the new champion needs days of "
         "labels before its own realized performance says anything.",
     )
+    min_days_after_change: int = Field(
+        default=7,
+        ge=0,
+        description="A drift's retraining waits until this many days from the first breached "
+        "day have complete labels, and trains on them: the new pattern is learned from the days "
+        "after the change (a week holds every weekday). 0: retrain at once over "
+        "retraining_window_days.",
+    )
     retraining_window_days: int = Field(
         default=28,
         ge=1,
-        description="Days of labelled payments a requested training set covers (training_set's "
-        "own default), ending at the newest day whose labels are complete.",
+        description="Days of labelled payments a retraining for the champion's age (or with "
+        "min_days_after_change 0) covers, ending at the newest day whose labels are complete; "
+        "training_set's own default.",
     )
     cost_per_missed_fraud: float = Field(
         default=25.0,

@@ -21,6 +21,7 @@ from dagster import (
 )
 
 from platform_assets.common.keys import (
+    CHAMPION_AGE,
     CHAMPION_SCORES,
     MODEL_MONITORING_REPORT,
     ONLINE_FEATURES,
@@ -28,6 +29,7 @@ from platform_assets.common.keys import (
 )
 from resources.alerting import Alerter
 from resources.clock import Clock
+from resources.label_policy import LabelPolicy
 from resources.model_registry import ModelRegistry
 from resources.monitoring_policy import MonitoringPolicy
 
@@ -38,7 +40,9 @@ LABEL_LOOKBACK_DAYS = 45
 
 
 def _cursor(context: SensorEvaluationContext) -> dict:
-    return json.loads(context.cursor) if context.cursor else {"after": None, "requested_at": None}
+    """Where the sensor is: the last report read, the last request, a trigger waiting for data."""
+    empty = {"after": None, "requested_at": None, "pending": None}
+    return {**empty, **json.loads(context.cursor)} if context.cursor else empty
 
 
 @sensor(
@@ -46,61 +50,57 @@ def _cursor(context: SensorEvaluationContext) -> dict:
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description="Requests a new training_set when a model_monitoring_report check of the serving "
-    "champion reaches its act level; one request per cooldown (MonitoringPolicy).",
+    "champion reaches its act level, once enough labelled days follow the change; one request "
+    "per cooldown (MonitoringPolicy).",
 )
 def retraining_sensor(
     context: SensorEvaluationContext,
     clock: Clock,
     model_registry: ModelRegistry,
     monitoring_policy: MonitoringPolicy,
+    label_policy: LabelPolicy,
     alerter: Alerter,
 ) -> SensorResult | SkipReason:
-    """Turn the first act verdict on the serving champion into one retraining request."""
+    """Hold the first act verdict on the serving champion as a trigger; request when it is due."""
     cursor = _cursor(context)
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=MODEL_MONITORING_REPORT, after_storage_id=cursor["after"]),
         limit=REPORTS_PER_TICK,
         ascending=True,
     ).records
-    if not records:
+    if not records and cursor["pending"] is None:
         return SkipReason("No new model_monitoring_report since the last tick.")
     now = clock.now()
     champion = model_registry.champion()
     serving = None if champion is None else str(champion.version)
-    requests, skipped = [], []
+    skipped = []
     for record in records:
         metadata = record.asset_materialization.metadata  # type: ignore[union-attr]
         version = str(metadata["champion_version"].value)
-        day = record.partition_key
         for verdict in [v for v in metadata["verdicts"].value if v["level"] == "act"]:  # type: ignore[union-attr]
-            trigger = f"{verdict['check']} on {day} ({verdict['metric']} {verdict['reason']})"
-            if version != serving:
-                skipped.append(f"{trigger}: judged v{version}, v{serving} serves now")
-                continue
-            if _cooling_down(cursor["requested_at"], now, monitoring_policy):
-                skipped.append(
-                    f"{trigger}: cooldown ({monitoring_policy.retraining_cooldown_hours:g} h)"
-                )
+            trigger = {
+                **verdict,
+                "day": record.partition_key,
+                "version": version,
+                "report_id": record.storage_id,
+            }
+            why = _not_a_new_trigger(trigger, serving, cursor, now, monitoring_policy)
+            if why:
+                skipped.append(f"{_describe(trigger)}: {why}")
+                if trigger["version"] != serving:
+                    continue  # a report of a replaced model: nothing to act on, nothing to say
                 alerter.send(
-                    title=f"retraining skipped: {verdict['check']} on {day}",
-                    message=f"{trigger}; a retraining was requested at {cursor['requested_at']}",
+                    title=f"retraining skipped: {trigger['check']} on {trigger['day']}",
+                    message=f"{_describe(trigger)}: {why}",
                     severity="info",
-                    check=verdict["check"],
-                    partition=day,
+                    check=trigger["check"],
+                    partition=trigger["day"],
                 )
                 continue
-            requests.append(
-                _retraining_request(verdict, record.storage_id, day, version, monitoring_policy)
-            )
-            cursor["requested_at"] = now.isoformat()
-            alerter.send(
-                title=f"retraining requested: {verdict['check']} on {day}",
-                message=f"champion v{version}: {trigger}",
-                severity="warning",
-                check=verdict["check"],
-                partition=day,
-            )
-    cursor["after"] = records[-1].storage_id
+            cursor["pending"] = trigger
+    if records:
+        cursor["after"] = records[-1].storage_id
+    requests = _due_request(cursor, serving, now, monitoring_policy, label_policy, skipped, alerter)
     reason = "; ".join(skipped) or f"{len(records)} new report(s), no act verdict"
     return SensorResult(
         run_requests=requests,
@@ -109,36 +109,98 @@ def retraining_sensor(
     )
 
 
-def _cooling_down(
-    requested_at: str | None, now: datetime.datetime, policy: MonitoringPolicy
-) -> bool:
-    """Whether the last retraining request is more recent than the cooldown."""
-    if requested_at is None:
-        return False
-    since = now - datetime.datetime.fromisoformat(requested_at)
-    return since < datetime.timedelta(hours=policy.retraining_cooldown_hours)
+def _describe(trigger: dict) -> str:
+    return f"{trigger['check']} on {trigger['day']} ({trigger['metric']} {trigger['reason']})"
 
 
-def _retraining_request(
-    verdict: dict, report_id: int, day: str | None, version: str, policy: MonitoringPolicy
-) -> RunRequest:
-    """A training_set over the policy's window up to the newest matured day, tagged with why.
+def _not_a_new_trigger(
+    trigger: dict,
+    serving: str | None,
+    cursor: dict,
+    now: datetime.datetime,
+    policy: MonitoringPolicy,
+) -> str | None:
+    """Why an act verdict starts no retraining (None: it does)."""
+    if trigger["version"] != serving:
+        return f"judged v{trigger['version']}, v{serving} serves now"
+    if cursor["pending"] is not None:
+        return f"a retraining is already due for {_describe(cursor['pending'])}"
+    if cursor["requested_at"] is not None:
+        since = now - datetime.datetime.fromisoformat(cursor["requested_at"])
+        if since < datetime.timedelta(hours=policy.retraining_cooldown_hours):
+            return (
+                f"cooldown: a retraining was requested at {cursor['requested_at']} "
+                f"({policy.retraining_cooldown_hours:g} h)"
+            )
+    return None
+
+
+def _due_request(
+    cursor: dict,
+    serving: str | None,
+    now: datetime.datetime,
+    policy: MonitoringPolicy,
+    label_policy: LabelPolicy,
+    skipped: list[str],
+    alerter: Alerter,
+) -> list[RunRequest]:
+    """The pending trigger's request once enough labelled days follow its onset.
+
+    A changed world is learned from the days after the change: a drift's retraining waits
+    until ``min_days_after_change`` days from the report's day have matured labels, and trains
+    on those days. The champion's age has no onset: it retrains at once, over the usual window.
+    """
+    trigger = cursor["pending"]
+    if trigger is None:
+        return []
+    if trigger["version"] != serving:
+        skipped.append(f"dropped {_describe(trigger)}: v{serving} serves now")
+        cursor["pending"] = None
+        return []
+    newest = (now - datetime.timedelta(days=label_policy.maturity_days + 1)).date()
+    after = (newest - datetime.date.fromisoformat(trigger["day"])).days + 1
+    immediate = trigger["check"] == CHAMPION_AGE or policy.min_days_after_change == 0
+    if not immediate and after < policy.min_days_after_change:
+        skipped.append(
+            f"retraining for {_describe(trigger)} waits for labelled days after the change: "
+            f"{max(after, 0)} of {policy.min_days_after_change}"
+        )
+        return []
+    days = policy.retraining_window_days if immediate else after
+    cursor["pending"], cursor["requested_at"] = None, now.isoformat()
+    alerter.send(
+        title=f"retraining requested: {trigger['check']} on {trigger['day']}",
+        message=f"champion v{trigger['version']}: {_describe(trigger)}; training on the {days} "
+        f"days up to {newest}",
+        severity="warning",
+        check=trigger["check"],
+        partition=trigger["day"],
+    )
+    return [_retraining_request(trigger, newest, days)]
+
+
+def _retraining_request(trigger: dict, last_day: datetime.date, days: int) -> RunRequest:
+    """A training_set over ``days`` days up to ``last_day``, tagged with why.
 
     The run key names the report (its storage id): a re-run report, once labels are due, is a
     new trigger, while a lost cursor repeats the key, which Dagster launches only once.
     """
     return RunRequest(
-        run_key=f"retrain:{verdict['check']}:{day}:v{version}:{report_id}",
+        run_key=f"retrain:{trigger['check']}:{trigger['day']}:v{trigger['version']}:"
+        f"{trigger['report_id']}",
         asset_selection=[TRAINING_SET],
-        run_config={"ops": {"training_set": {"config": {"days": policy.retraining_window_days}}}},
+        run_config={
+            "ops": {"training_set": {"config": {"last_day": last_day.isoformat(), "days": days}}}
+        },
         tags={
             "flywheel/trigger": "monitoring",
-            "flywheel/check": verdict["check"],
-            "flywheel/metric": verdict["metric"],
-            "flywheel/value": f"{verdict['value']:.6g}",
-            "flywheel/threshold": f"{verdict['threshold']:.6g}",
-            "flywheel/day": str(day),
-            "flywheel/champion_version": version,
+            "flywheel/check": trigger["check"],
+            "flywheel/metric": trigger["metric"],
+            "flywheel/value": f"{trigger['value']:.6g}",
+            "flywheel/threshold": f"{trigger['threshold']:.6g}",
+            "flywheel/day": str(trigger["day"]),
+            "flywheel/champion_version": trigger["version"],
+            "flywheel/window": f"{days} days to {last_day}",
         },
     )
 

@@ -1,4 +1,4 @@
-"""Asset keys that a stage, a sensor or a test names without holding the asset's definition.
+"""Asset keys (and check names) that a stage, a sensor or a test names without the definition.
 
 An asset's key is its function's name; a stage that depends on another stage's asset (or a
 sensor that requests it) names it through the constant here, declared once.
@@ -18,3 +18,10 @@ TRAINING_SET = AssetKey("training_set")
 ONLINE_FEATURES = AssetKey("online_features")
 CHAMPION_SCORES = AssetKey("champion_scores")
 MODEL_MONITORING_REPORT = AssetKey("model_monitoring_report")
+
+# The checks of model_monitoring_report, which retraining_sensor reads.
+FEATURE_DRIFT = "feature_drift"
+PREDICTION_DRIFT = "prediction_drift"
+ESTIMATED_PERFORMANCE = "estimated_performance"
+REALIZED_PERFORMANCE = "realized_performance"
+CHAMPION_AGE = "champion_age"

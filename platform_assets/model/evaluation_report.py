@@ -53,6 +53,7 @@ from platform_assets.model.suite import (
     timed_scores,
 )
 from platform_assets.model.tracking import log_evaluation
+from resources.alerting import Alerter
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 
@@ -299,10 +300,21 @@ def verdict_table(verdicts: list[Verdict], reference_name: str) -> TableMetadata
     description="Every critical rule holds for the candidate against the champion (or, for the "
     "first model, the baseline and the floors). Blocks production_model otherwise.",
 )
-def candidate_beats_champion(evaluation_report: dict[str, Any]) -> AssetCheckResult:
-    """The gate's verdict from the report's rule table."""
+def candidate_beats_champion(
+    evaluation_report: dict[str, Any], alerter: Alerter
+) -> AssetCheckResult:
+    """The gate's verdict from the report's rule table; a blocked candidate is announced."""
     verdicts = [Verdict(**record) for record in evaluation_report["verdicts"]]
     failed = [v.check for v in verdicts if not v.passed]
+    if failed:
+        alerter.send(
+            title=f"candidate v{evaluation_report['candidate_version']} blocked by the gate",
+            message=f"against {evaluation_report['reference']}, failed: {', '.join(failed)}; "
+            "the champion keeps serving",
+            severity="warning",
+            asset="evaluation_report",
+            check=GATE_CHECK,
+        )
     return AssetCheckResult(
         passed=not failed,
         severity=AssetCheckSeverity.ERROR,

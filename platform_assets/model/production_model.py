@@ -10,6 +10,7 @@ from typing import Any
 from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, Output, asset
 
 from platform_assets.common.catalog import DEPLOYMENT, catalog
+from resources.alerting import Alerter
 from resources.clock import Clock
 from resources.model_registry import CHAMPION, PREVIOUS_CHAMPION, PROMOTED_AT_TAG, ModelRegistry
 
@@ -30,6 +31,7 @@ def production_model(
     evaluation_report: dict[str, Any],
     model_registry: ModelRegistry,
     clock: Clock,
+    alerter: Alerter,
 ) -> Output[dict[str, Any]]:
     """The champion: the registered fraud model version that serves.
 
@@ -51,7 +53,14 @@ def production_model(
         version,
         {PROMOTED_AT_TAG: promoted_at, "flywheel.replaced": previous or "none"},
     )
-    context.log.info(f"{model_registry.model_name} v{version} is the {CHAMPION} (was {previous})")
+    alerter.send(
+        title=f"{model_registry.model_name} v{version} promoted to {CHAMPION}",
+        message=f"passed the gate against {evaluation_report['reference']}; replaces "
+        f"{previous or 'no champion'}",
+        severity="info",
+        asset="production_model",
+        version=version,
+    )
     rollback = (
         f"set alias '{CHAMPION}' of {model_registry.model_name} to version {previous} "
         f"(alias '{PREVIOUS_CHAMPION}')"

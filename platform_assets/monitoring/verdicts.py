@@ -7,13 +7,15 @@ alert, a check in the UI and a retraining run's tags all say the same thing.
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from platform_assets.common.keys import (
+    CHAMPION_AGE,
+    ESTIMATED_PERFORMANCE,
+    FEATURE_DRIFT,
+    PREDICTION_DRIFT,
+    REALIZED_PERFORMANCE,
+)
 from resources.monitoring_policy import MonitoringPolicy
 
-FEATURE_DRIFT = "feature_drift"
-PREDICTION_DRIFT = "prediction_drift"
-ESTIMATED_PERFORMANCE = "estimated_performance"
-REALIZED_PERFORMANCE = "realized_performance"
-CHAMPION_AGE = "champion_age"
 CHECKS = (
     FEATURE_DRIFT,
     PREDICTION_DRIFT,

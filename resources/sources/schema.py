@@ -82,7 +82,7 @@ MERCHANT_CATEGORIES: tuple[str, ...] = (
 )
 CHANNELS: tuple[str, ...] = ("pos", "contactless", "online", "atm")
 # The simulator encodes channels as indices into CHANNELS; the codes it reasons about by name.
-CONTACTLESS, ONLINE, ATM = (CHANNELS.index(name) for name in ("contactless", "online", "atm"))
+ONLINE, ATM = (CHANNELS.index(name) for name in ("online", "atm"))
 CHARGEBACK_REASONS: tuple[str, ...] = (
     "card_not_present",
     "account_takeover",

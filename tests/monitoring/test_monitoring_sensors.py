@@ -31,6 +31,7 @@ from platform_assets.common.keys import MODEL_MONITORING_REPORT, TRAINING_SET
 from platform_assets.definitions import build_definitions
 from resources.alerting import LocalAlerter
 from resources.clock import Clock
+from resources.label_policy import LabelPolicy
 from resources.model_registry import ModelRegistry
 from resources.monitoring_policy import MonitoringPolicy
 from sensors.monitoring import retraining_sensor
@@ -41,7 +42,12 @@ DAY = "2026-03-05"
 T0 = datetime.datetime(2026, 3, 6, 6, 0, tzinfo=datetime.UTC)
 HOUR = datetime.timedelta(hours=1)
 # Not the defaults (72 h, 28 days), so a default leaking past the policy would show.
-POLICY = MonitoringPolicy(retraining_cooldown_hours=48.0, retraining_window_days=21)
+# Retrain at once (min_days_after_change 0) unless a test says otherwise.
+POLICY = MonitoringPolicy(
+    retraining_cooldown_hours=48.0, retraining_window_days=21, min_days_after_change=0
+)
+LABELS = LabelPolicy(maturity_days=3)
+NEWEST_MATURED = "2026-03-02"  # T0 less the 3-day maturity and the day itself
 COOLDOWN = datetime.timedelta(hours=POLICY.retraining_cooldown_hours)
 NO_NEW_REPORT = "No new model_monitoring_report since the last tick."
 
@@ -107,7 +113,9 @@ class Rig:
         (latest,) = self.instance.fetch_materializations(MODEL_MONITORING_REPORT, limit=1).records
         return latest.storage_id
 
-    def tick(self, at: datetime.datetime, cursor: str | None) -> Tick:
+    def tick(
+        self, at: datetime.datetime, cursor: str | None, policy: MonitoringPolicy = POLICY
+    ) -> Tick:
         """One evaluation at ``at``, from a context built afresh (as the daemon builds each)."""
         context = build_sensor_context(
             instance=self.instance,
@@ -115,7 +123,8 @@ class Rig:
             resources={
                 "clock": Clock(frozen_at=at.isoformat()),
                 "model_registry": self.registry,
-                "monitoring_policy": POLICY,
+                "monitoring_policy": policy,
+                "label_policy": LABELS,
                 "alerter": self.alerter,
             },
             definitions=self.defs,
@@ -193,7 +202,7 @@ def test_ok_and_warn_verdicts_request_nothing_but_move_the_cursor(rig: Rig):
 
     assert result.requests == []
     assert result.skip_message == "1 new report(s), no act verdict"
-    assert result.state() == {"after": storage_id, "requested_at": None}
+    assert result.state() == {"after": storage_id, "requested_at": None, "pending": None}
     assert rig.alerts() == []
 
     # The cursor moved past that report only: the next one (an act) is read and acted on.
@@ -215,7 +224,11 @@ def test_act_verdict_on_the_champion_requests_one_training_set(rig: Rig):
     assert result.skip_message is None
     assert request.asset_selection == [TRAINING_SET]
     assert request.run_config == {
-        "ops": {"training_set": {"config": {"days": POLICY.retraining_window_days}}}
+        "ops": {
+            "training_set": {
+                "config": {"last_day": NEWEST_MATURED, "days": POLICY.retraining_window_days}
+            }
+        }
     }
     assert request.run_key.startswith(f"retrain:estimated_performance:{DAY}:v1:")
     assert request.tags["dagster/sensor_name"] == "retraining_sensor"
@@ -227,8 +240,9 @@ def test_act_verdict_on_the_champion_requests_one_training_set(rig: Rig):
         "flywheel/threshold": "0.21",
         "flywheel/day": DAY,
         "flywheel/champion_version": "1",
+        "flywheel/window": f"21 days to {NEWEST_MATURED}",
     }
-    assert result.state() == {"after": storage_id, "requested_at": T0.isoformat()}
+    assert result.state() == {"after": storage_id, "requested_at": T0.isoformat(), "pending": None}
 
     # The run config is one the real training_set job accepts.
     job = rig.defs.resolve_implicit_global_asset_job_def().get_subset(
@@ -275,7 +289,7 @@ def test_cooldown_skips_with_an_info_alert_then_requests_again(rig: Rig):
 
     assert cooling.requests == []
     assert cooling.skip_message is not None
-    assert "cooldown (48 h)" in cooling.skip_message
+    assert "cooldown" in cooling.skip_message
     assert "feature_drift on 2026-03-06" in cooling.skip_message
     assert cooling.state()["requested_at"] == T0.isoformat(), "a skip does not extend it"
     skipped = rig.alerts()[-1]
@@ -320,7 +334,7 @@ def test_two_act_verdicts_in_one_tick_request_once(rig: Rig):
     assert request.tags["flywheel/check"] == "feature_drift", "the first act verdict wins"
     assert request.tags["flywheel/day"] == "2026-03-04"
     assert result.skip_message is None
-    assert [a["severity"] for a in rig.alerts()] == ["warning", "info", "info"]
+    assert sorted(a["severity"] for a in rig.alerts()) == ["info", "info", "warning"]
 
 
 def test_daemon_restart_neither_repeats_nor_misses_a_request(rig: Rig):
@@ -373,3 +387,21 @@ def test_a_rerun_report_past_the_cooldown_gets_a_run_key_not_used_before(rig: Ri
 
     (second,) = again.requests  # the sensor alerts "retraining requested", restarts the cooldown
     assert second.run_key != first.run_key, "the daemon skips a run key it has launched"
+
+
+def test_a_drift_retrains_on_the_days_after_it_once_they_have_labels(rig: Rig):
+    waiting = MonitoringPolicy(retraining_cooldown_hours=48.0, min_days_after_change=3)
+    onset = "2026-02-28"  # three days up to NEWEST_MATURED at T0 + 1 day
+    rig.report(drift_act(), day=onset)
+
+    early = rig.tick(T0 - datetime.timedelta(days=1), None, waiting)
+    assert early.requests == []
+    assert "waits for labelled days after the change: 2 of 3" in (early.skip_message or "")
+    assert early.state()["pending"]["day"] == onset
+
+    # No new report: the pending trigger alone is due a day later, and only once.
+    (request,) = rig.tick(T0, early.cursor, waiting).requests
+    config = request.run_config["ops"]["training_set"]["config"]
+    assert config == {"last_day": NEWEST_MATURED, "days": 3}
+    again = rig.tick(T0 + HOUR, rig.tick(T0, early.cursor, waiting).cursor, waiting)
+    assert again.requests == []

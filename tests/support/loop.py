@@ -40,8 +40,10 @@ class LoopDriver:
     scenarios: Sequence[ScenarioConfig]
     automation_cursor: str | None = None
     sensor_cursors: dict[str, str | None] = field(default_factory=dict)
+    # (simulated day, what happened, details), in order.
     events: list[tuple[str, str, dict]] = field(default_factory=list)
     sensors: tuple = (retraining_sensor, monitoring_freshness_sensor)
+    today: str = ""
 
     def definitions(self, now: datetime.datetime) -> Definitions:
         self.platform.clock = Clock(frozen_at=now.isoformat())
@@ -49,6 +51,7 @@ class LoopDriver:
 
     def day(self, day: str) -> None:
         """The daemon's work on the morning after ``day``."""
+        self.today = day
         now = datetime.datetime.combine(
             datetime.date.fromisoformat(day) + datetime.timedelta(days=1), TICK_TIME
         )
@@ -63,7 +66,7 @@ class LoopDriver:
                 partition_key=request.partition_key,
                 tags=request.tags,
             )
-            self.events.append((day, "ingested", {"success": result.success}))
+            self.events.append((day, "ingested", {"success": result.success, "run": result.run_id}))
         self._automation(defs, now)
         for sensor in self.sensors:
             self._sensor(defs, sensor, day)
@@ -129,4 +132,10 @@ class LoopDriver:
             raise_on_error=False,
         )
         names = ",".join(sorted(k.to_user_string() for k in keys))
-        self.events.append((partition or "-", f"ran {names}", {"success": result.success}))
+        self.events.append(
+            (
+                self.today,
+                f"ran {names}",
+                {"partition": partition, "success": result.success, "run": result.run_id},
+            )
+        )

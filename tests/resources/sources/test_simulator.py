@@ -333,14 +333,15 @@ def test_concept_drift_keeps_covariates_but_changes_the_fraud_pattern() -> None:
     drifted = CardPaymentsSimulator(rows_per_day=20_000, max_label_delay_days=7, scenarios=[drift])
 
     assert_frame_equal(drifted.day(DAY).transactions, normal.day(DAY).transactions)
-    contactless = (pl.col("channel") == "contactless").mean()
-    online = (pl.col("channel") == "online").mean()
+    night = (pl.col("event_timestamp").dt.hour() < 6).mean()
     normal_fraud, drifted_fraud = _fraud_rows(normal, days), _fraud_rows(drifted, days)
     assert normal_fraud.height > 100
     assert drifted_fraud.height > 100
-    assert drifted_fraud.select(contactless).item() > normal_fraud.select(contactless).item() + 0.3
-    assert drifted_fraud.select(online).item() < normal_fraud.select(online).item() - 0.2
-    assert _median_amount(drifted_fraud) < _median_amount(normal_fraud) / 2
+    # Half the drifted frauds happen at night, where 3 % of payments are; far fewer before.
+    assert drifted_fraud.select(night).item() > 0.35
+    assert drifted_fraud.select(night).item() > normal_fraud.select(night).item() + 0.25
+    # The amount no longer matters: drifted frauds are ordinary-sized payments.
+    assert _median_amount(drifted_fraud) < 0.6 * _median_amount(normal_fraud)
 
 
 def test_fraud_probability_never_decreases_with_the_amount_ratio() -> None:
