@@ -38,9 +38,11 @@ class Verdict:
     reason: str
 
 
-def _above(check: str, metric: str, value: float, warn: float, act: float, unit: str) -> Verdict:
-    """A verdict for a figure that must stay below its levels (drift, age)."""
-    if value >= act:
+def _above(
+    check: str, metric: str, value: float, warn: float, act: float | None, unit: str
+) -> Verdict:
+    """A verdict for a figure that must stay below its levels (drift, age); no act level: warn."""
+    if act is not None and value >= act:
         return Verdict(check, metric, value, act, "act", f"{value:.4g} ≥ act level {act:g}{unit}")
     if value >= warn:
         return Verdict(

@@ -83,20 +83,21 @@ def report(psi: float = 0.01, estimated: float = 0.1, realized: float | None = N
 
 
 @pytest.mark.parametrize(
-    ("figures", "check", "level"),
+    ("figures", "policy", "check", "level"),
     [
-        (report(psi=0.2), "feature_drift", "warn"),
-        (report(psi=0.6), "feature_drift", "act"),
-        (report(estimated=0.07), "estimated_performance", "warn"),
-        (report(estimated=0.04), "estimated_performance", "act"),
-        (report(), "realized_performance", "pending"),
-        (report(realized=0.2), "realized_performance", "ok"),
-        (report(realized=0.09), "realized_performance", "act"),
+        (report(psi=0.2), {}, "feature_drift", "warn"),
+        (report(psi=5.0), {}, "feature_drift", "warn"),  # feature drift alone acts only if set
+        (report(psi=0.6), {"feature_drift_act": 0.5}, "feature_drift", "act"),
+        (report(estimated=0.07), {}, "estimated_performance", "warn"),
+        (report(estimated=0.04), {}, "estimated_performance", "act"),
+        (report(), {}, "realized_performance", "pending"),
+        (report(realized=0.2), {}, "realized_performance", "ok"),
+        (report(realized=0.09), {}, "realized_performance", "act"),
     ],
 )
-def test_verdicts_follow_the_policy_levels(figures, check, level):
+def test_verdicts_follow_the_policy_levels(figures, policy, check, level):
     holdout = {"pr_auc": 0.2, "estimated_pr_auc": 0.1}
-    verdicts = {v.check: v for v in judge(figures, holdout, MonitoringPolicy())}
+    verdicts = {v.check: v for v in judge(figures, holdout, MonitoringPolicy(**policy))}
     assert verdicts[check].level == level
     others = [v.level for name, v in verdicts.items() if name != check]
     assert set(others) <= {"ok", "pending"}

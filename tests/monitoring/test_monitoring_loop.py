@@ -3,7 +3,7 @@
 History and a first champion are built directly; from then on only the daemon's ticks act
 (``support.loop.LoopDriver``): the daily schedule ingests, automation scores and reports, the
 monitoring sensor re-runs reports when labels are due, ``retraining_sensor`` requests a training
-set, and automation trains, gates and promotes. 70 simulated days of 3,000 payments, labels
+set, and automation trains, gates and promotes. 76 simulated days of 10,000 payments, labels
 within 3 days: a covariate shift the model handles, then a concept drift it does not.
 """
 
@@ -22,17 +22,18 @@ from resources.sources.systems import ScenarioConfig
 pytestmark = pytest.mark.e2e
 
 LABEL_DELAY = 3
-# 45 days of history: the first training window (11 days) starts after 30 days of it, so every
+# 48 days of history: the first training window (14 days) starts after 30 days of it, so every
 # 30-day feature window of the champion's training rows is full, as on the live days.
-HISTORY = days("2026-01-01", 45)
-LIVE = days("2026-02-15", 25)
-SHIFT = ("2026-02-18", "2026-02-20")
-DRIFT_FROM = "2026-02-24"
+HISTORY = days("2026-01-01", 48)
+LIVE = days("2026-02-18", 28)
+SHIFT = ("2026-02-21", "2026-02-23")
+DRIFT_FROM = "2026-02-27"
 SCENARIOS = [
     ScenarioConfig(kind="covariate_drift", start=SHIFT[0], end=SHIFT[1], intensity=0.3),
     ScenarioConfig(kind="concept_drift", start=DRIFT_FROM, end="2026-12-31", intensity=1.0),
 ]
-POLICY = MonitoringPolicy(drift_report_rows=0, min_realized_frauds=10)
+# Eight days after the drift (80,000 payments) make a training set the gate can pass.
+POLICY = MonitoringPolicy(drift_report_rows=0, min_days_after_change=8)
 # Days from the drift's first day to the tick that sees it act (labels take up to 3 days).
 DETECTION_BOUND = 6
 FIRST_CHAMPION = AssetSelection.assets(
@@ -83,14 +84,14 @@ def test_concept_drift_retrains_once_and_a_harmless_shift_only_warns(tmp_path):
         platform = LocalPlatform(
             instance,
             tmp_path,
-            rows_per_day=3_000,
+            rows_per_day=10_000,
             label_delay_days=LABEL_DELAY,
-            now="2026-02-15T01:00:00+00:00",
+            now="2026-02-18T01:00:00+00:00",
         )
         platform.monitoring = POLICY
         platform.ingest_with_features(HISTORY)
         assert platform.materialize(AssetSelection.assets("feature_store_registry")).success
-        config = {"ops": {"training_set": {"config": {"days": 11}}}}
+        config = {"ops": {"training_set": {"config": {"days": 14}}}}
         assert platform.materialize(FIRST_CHAMPION, run_config=config).success
         assert str(platform.registry.champion().version) == "1"
 

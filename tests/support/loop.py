@@ -57,9 +57,9 @@ class LoopDriver:
         )
         defs = self.definitions(now)
         self._automation(defs, now)  # the tick before the day lands, as the daemon's last one
-        context = build_schedule_context(
-            instance=self.platform.instance, scheduled_execution_time=now
-        )
+        # No instance: the schedule only names the partition, and a context given one opens
+        # (and leaves open) a second instance from its reference.
+        context = build_schedule_context(scheduled_execution_time=now)
         for request in daily_ingestion_schedule.evaluate_tick(context).run_requests or []:
             result = defs.resolve_job_def("ingestion_job").execute_in_process(
                 instance=self.platform.instance,
