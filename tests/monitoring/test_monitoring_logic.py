@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 from sklearn.metrics import average_precision_score
 
+from platform_assets.ingestion.drift import write_drift_report
 from platform_assets.monitoring.performance import (
     business_metrics,
     estimated_performance,
@@ -142,3 +143,21 @@ def test_prediction_log_replaces_a_day_of_one_source_and_nothing_else(tmp_path):
     assert log.read("2026-03-01", sources=("online",)).height == 3
     with pytest.raises(ValueError, match="day 2026-03-02"):
         log.replace("2026-03-02", BATCH, log_rows("2026-03-01", 1))
+
+
+def test_the_drift_report_draws_the_model_features(tmp_path):
+    rng = np.random.default_rng(11)
+    reference = pl.DataFrame(
+        {"txn_count_24h": rng.poisson(3, 2_000), "hour_of_day": rng.integers(0, 24, 2_000)}
+    )
+    current = reference.with_columns(pl.col("txn_count_24h") * 3)
+    path = write_drift_report(
+        current,
+        reference,
+        1_000,
+        tmp_path / "report.html",
+        numeric_columns=["txn_count_24h", "hour_of_day"],
+        categorical_columns=(),
+    )
+    html = path.read_text()
+    assert "txn_count_24h" in html and "hour_of_day" in html
