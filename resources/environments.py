@@ -46,6 +46,16 @@ def current_environment() -> str:
     return env
 
 
+def _policies() -> dict[str, Any]:
+    """The clock and the policies, the same in every environment (tuned in the launchpad)."""
+    return {
+        "clock": Clock(),
+        "quality_policy": QualityPolicy(),
+        "label_policy": LabelPolicy(),
+        "monitoring_policy": MonitoringPolicy(),
+    }
+
+
 def build_resources(
     env: str, data_dir: str | Path | None = None, feature_repo: Path = FEATURE_REPO
 ) -> dict[str, Any]:
@@ -68,10 +78,7 @@ def build_resources(
             "io_manager": LakeIOManager(lake=lake),
             "record_io_manager": RecordIOManager(lake=lake),
             "alerter": LocalAlerter(alerts_file=str(root / "alerts.jsonl")),
-            "clock": Clock(),
-            "quality_policy": QualityPolicy(),
-            "label_policy": LabelPolicy(),
-            "monitoring_policy": MonitoringPolicy(),
+            **_policies(),
             "prediction_log": PredictionLog(url=f"sqlite:///{root / 'predictions.db'}"),
             "feature_store": FeatureStoreResource(
                 repo_path=str(feature_repo),
@@ -94,10 +101,7 @@ def build_resources(
             "io_manager": LakeIOManager(lake=lake),
             "record_io_manager": RecordIOManager(lake=lake),
             "alerter": WebhookAlerter(webhook_url=EnvVar("FLYWHEEL_ALERT_WEBHOOK_URL")),
-            "clock": Clock(),
-            "quality_policy": QualityPolicy(),
-            "label_policy": LabelPolicy(),
-            "monitoring_policy": MonitoringPolicy(),
+            **_policies(),
             "prediction_log": PredictionLog(url=EnvVar("FLYWHEEL_PREDICTION_LOG_URL")),
             "feature_store": FeatureStoreResource(
                 repo_path=str(feature_repo),

@@ -113,6 +113,8 @@ def test_make_dev_serves_the_code_location_with_automation_on(
     assets = {"/".join(a["assetKey"]["path"]): a for a in repository["assetNodes"]}
     for name in ("raw_transactions", "fraud_labels", "validated_transactions"):
         assert assets[name]["groupName"] == "ingestion"
+    for name in ("champion_scores", "model_monitoring_report"):
+        assert assets[name]["groupName"] == "monitoring"
     checks = {
         c["name"]: c["blocking"] for c in assets["raw_transactions"]["assetChecksOrError"]["checks"]
     }
@@ -121,6 +123,8 @@ def test_make_dev_serves_the_code_location_with_automation_on(
         "raw_transactions_freshness_sensor": "RUNNING",
         "rag_index_freshness_sensor": "RUNNING",
         "prompt_change_sensor": "RUNNING",
+        "retraining_sensor": "RUNNING",
+        "monitoring_freshness_sensor": "RUNNING",
         "automation_sensor": "RUNNING",
     }
     assert {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]} == {

@@ -124,10 +124,8 @@ def evaluation_report(
         config.report_rows,
     )
     metrics = results["candidate"].metrics
-    operating = (
-        config.operating_precision,
-        operating_point(labels, scores["candidate"], config.operating_precision)[1],
-    )
+    threshold = operating_point(labels, scores["candidate"], config.operating_precision)[1]
+    operating = (config.operating_precision, threshold)
     log_evaluation(
         model_registry, candidate_model, folder, metrics, reference, failed, rows.height, operating
     )

@@ -103,11 +103,7 @@ def log_candidate(mlflow: Any, registry: ModelRegistry, run: TrainingRun, name: 
             "boosting_seconds": trained.boosting_seconds,
         }
     )
-    mlflow.log_dict(run.monitoring_reference, REFERENCE_FILE)
-    with tempfile.TemporaryDirectory() as folder:
-        sample = Path(folder, REFERENCE_SAMPLE_FILE)
-        run.reference_sample.write_parquet(sample)
-        mlflow.log_artifact(str(sample))
+    _log_monitoring_reference(mlflow, run)
     example = pl.DataFrame(
         feature_matrix(split.train.head(INPUT_EXAMPLE_ROWS), features), schema=features
     ).to_pandas()
@@ -133,6 +129,15 @@ def log_candidate(mlflow: Any, registry: ModelRegistry, run: TrainingRun, name: 
         "train_fraud_rate": train_fraud_rate,
         "training_set_version": run.tags["flywheel.training_set_version"],
     }
+
+
+def _log_monitoring_reference(mlflow: Any, run: TrainingRun) -> None:
+    """What monitoring compares new days with, as files of the run: stored with the model."""
+    mlflow.log_dict(run.monitoring_reference, REFERENCE_FILE)
+    with tempfile.TemporaryDirectory() as folder:
+        sample = Path(folder, REFERENCE_SAMPLE_FILE)
+        run.reference_sample.write_parquet(sample)
+        mlflow.log_artifact(str(sample))
 
 
 def _scoring_requirements() -> list[str]:

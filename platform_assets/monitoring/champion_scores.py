@@ -71,24 +71,7 @@ def champion_scores(
     threshold = float(champion.tags[THRESHOLD_TAG])
     booster = model_registry.load_booster(version)
     rows = _scored_rows(day, lake, feature_store, booster)
-    features = [pl.col(name).cast(pl.Float64) for name in booster.feature_name()]
-    log_rows = rows.select(
-        *features,
-        request_id=pl.col("transaction_id").cast(pl.String),
-        transaction_id=pl.col("transaction_id").cast(pl.String),
-        customer_id="customer_id",
-        amount="amount",
-        event_time=pl.col("event_timestamp") + JUST_BEFORE,
-        day=pl.lit(day),
-        model_name=pl.lit(model_registry.model_name),
-        model_version=pl.lit(version),
-        variant=pl.lit(CHAMPION),
-        source=pl.lit(BATCH),
-        score="score",
-        threshold=pl.lit(threshold),
-        decision=pl.col("score") >= threshold,
-        logged_at=pl.lit(clock.now()).dt.cast_time_unit("us"),
-    )
+    log_rows = _log_rows(rows, day, model_registry.model_name, version, threshold, booster, clock)
     written = prediction_log.replace(day, BATCH, log_rows)
     declined = float(log_rows["decision"].mean())  # type: ignore[arg-type]
     context.log.info(f"{written} payments of {day} scored by v{version}; {declined:.2%} declined")
@@ -116,3 +99,33 @@ def _scored_rows(
     entities = labelled_transactions(transactions, no_labels).drop(LABEL)
     rows = feature_store.historical_features(entities, "polars")
     return rows.with_columns(score=pl.Series(fraud_scores(booster, rows)))
+
+
+def _log_rows(
+    rows: pl.DataFrame,
+    day: str,
+    model_name: str,
+    version: str,
+    threshold: float,
+    booster: Any,
+    clock: Clock,
+) -> pl.DataFrame:
+    """The scored payments as prediction log rows: who, when, which model, inputs, decision."""
+    features = [pl.col(name).cast(pl.Float64) for name in booster.feature_name()]
+    return rows.select(
+        *features,
+        request_id=pl.col("transaction_id").cast(pl.String),
+        transaction_id=pl.col("transaction_id").cast(pl.String),
+        customer_id="customer_id",
+        amount="amount",
+        event_time=pl.col("event_timestamp") + JUST_BEFORE,
+        day=pl.lit(day),
+        model_name=pl.lit(model_name),
+        model_version=pl.lit(version),
+        variant=pl.lit(CHAMPION),
+        source=pl.lit(BATCH),
+        score="score",
+        threshold=pl.lit(threshold),
+        decision=pl.col("score") >= threshold,
+        logged_at=pl.lit(clock.now()).dt.cast_time_unit("us"),
+    )

@@ -106,16 +106,7 @@ def model_monitoring_report(
         )
     report = _figures(day, rows, reference, champion, lake, clock, label_policy, monitoring_policy)
     verdicts = judge(report, reference["holdout"], monitoring_policy)
-    for verdict in verdicts:
-        if verdict.level in _SEVERITY:
-            alerter.send(
-                title=f"champion v{version} on {day}: {verdict.check} {verdict.level}",
-                message=f"{verdict.metric} {verdict.reason}",
-                severity="error" if verdict.level == "act" else "warning",
-                asset="model_monitoring_report",
-                partition=day,
-                check=verdict.check,
-            )
+    _announce(verdicts, version, day, alerter)
     report["verdicts"] = as_records(verdicts)
     metadata = _catalog_entry(report, verdicts, model_registry)
     if monitoring_policy.drift_report_rows:
@@ -132,20 +123,36 @@ def model_monitoring_report(
         metadata["evidently_report"] = MetadataValue.path(str(path))
         metadata["evidently_report_url"] = MetadataValue.url(path.as_uri())
     yield Output(report, metadata=metadata)
+    yield from (_check_result(verdict) for verdict in verdicts)
+
+
+def _announce(verdicts: list[Verdict], version: str, day: str, alerter: Alerter) -> None:
+    """Every warn and act verdict as an alert."""
     for verdict in verdicts:
-        yield AssetCheckResult(
-            check_name=verdict.check,
-            passed=verdict.level not in _SEVERITY,
-            severity=_SEVERITY.get(verdict.level, AssetCheckSeverity.WARN),
-            metadata={
-                "metric": verdict.metric,
-                "level": verdict.level,
-                "reason": verdict.reason,
-                "value": MetadataValue.float(
-                    verdict.value if verdict.value is not None else float("nan")
-                ),
-            },
-        )
+        if verdict.level in _SEVERITY:
+            alerter.send(
+                title=f"champion v{version} on {day}: {verdict.check} {verdict.level}",
+                message=f"{verdict.metric} {verdict.reason}",
+                severity="error" if verdict.level == "act" else "warning",
+                asset="model_monitoring_report",
+                partition=day,
+                check=verdict.check,
+            )
+
+
+def _check_result(verdict: Verdict) -> AssetCheckResult:
+    """A verdict as its check's result: warn is yellow, act red, ok and pending pass."""
+    return AssetCheckResult(
+        check_name=verdict.check,
+        passed=verdict.level not in _SEVERITY,
+        severity=_SEVERITY.get(verdict.level, AssetCheckSeverity.WARN),
+        metadata={
+            "metric": verdict.metric,
+            "level": verdict.level,
+            "reason": verdict.reason,
+            "value": MetadataValue.float(float("nan") if verdict.value is None else verdict.value),
+        },
+    )
 
 
 def _figures(

@@ -72,78 +72,41 @@ def judge(
 
     Args:
         report: The day's figures (``feature_psi``, ``prediction_psi``, ``estimated``,
-            ``realized`` or None, ``realized_frauds``, ``champion_age_days``).
+            ``realized`` or None, ``realized_frauds``, ``label_coverage``,
+            ``champion_age_days``).
         holdout: The champion's reference figures on its holdout (``pr_auc``,
             ``estimated_pr_auc``).
         policy: The warn and act levels.
     """
     feature, psi = max(report["feature_psi"].items(), key=lambda item: item[1])
     p = policy
-    verdicts = [
+    return [
         _above(FEATURE_DRIFT, f"psi:{feature}", psi, p.feature_drift_warn, p.feature_drift_act, ""),
-        _above(
-            PREDICTION_DRIFT,
-            "psi:score",
-            report["prediction_psi"],
-            p.prediction_drift_warn,
-            p.prediction_drift_act,
-            "",
-        ),
-        _drop(
-            ESTIMATED_PERFORMANCE,
-            "estimated_pr_auc",
-            report["estimated"]["estimated_pr_auc"],
-            holdout["estimated_pr_auc"],
-            p.estimated_performance_warn,
-            p.estimated_performance_act,
-        ),
-    ]
-    realized = report["realized"]
+        _above(PREDICTION_DRIFT, "psi:score", report["prediction_psi"], p.prediction_drift_warn,
+               p.prediction_drift_act, ""),
+        _drop(ESTIMATED_PERFORMANCE, "estimated_pr_auc", report["estimated"]["estimated_pr_auc"],
+              holdout["estimated_pr_auc"], p.estimated_performance_warn,
+              p.estimated_performance_act),
+        _realized(report, holdout, p),
+        _above(CHAMPION_AGE, "champion_age_days", report["champion_age_days"],
+               p.champion_age_warn_days, p.champion_max_age_days, " days"),
+    ]  # fmt: skip
+
+
+def _realized(report: dict[str, Any], holdout: dict[str, float], p: MonitoringPolicy) -> Verdict:
+    """The realized check: pending until enough labels have arrived, then the PR-AUC's drop."""
+    metric, realized = "realized_pr_auc", report["realized"]
     if realized is None:
-        verdicts.append(
-            Verdict(
-                REALIZED_PERFORMANCE,
-                "realized_pr_auc",
-                None,
-                None,
-                "pending",
-                f"labels cover {report['label_coverage']:.0%} of what history expects by now;"
-                f" judged at {p.min_label_coverage:.0%}",
-            )
-        )
-    elif report["realized_frauds"] < p.min_realized_frauds:
-        verdicts.append(
-            Verdict(
-                REALIZED_PERFORMANCE,
-                "realized_pr_auc",
-                realized["realized_pr_auc"],
-                None,
-                "pending",
-                f"{report['realized_frauds']} labelled frauds; judged from {p.min_realized_frauds}",
-            )
-        )
-    else:
-        verdicts.append(
-            _drop(
-                REALIZED_PERFORMANCE,
-                "realized_pr_auc",
-                realized["realized_pr_auc"],
-                holdout["pr_auc"],
-                p.realized_performance_warn,
-                p.realized_performance_act,
-            )
-        )
-    verdicts.append(
-        _above(
-            CHAMPION_AGE,
-            "champion_age_days",
-            report["champion_age_days"],
-            p.champion_age_warn_days,
-            p.champion_max_age_days,
-            " days",
-        )
-    )
-    return verdicts
+        coverage = report["label_coverage"]
+        return Verdict(REALIZED_PERFORMANCE, metric, None, None, "pending",
+                       f"labels cover {coverage:.0%} of what history expects by now; judged at "
+                       f"{p.min_label_coverage:.0%}")  # fmt: skip
+    if report["realized_frauds"] < p.min_realized_frauds:
+        return Verdict(REALIZED_PERFORMANCE, metric, realized[metric], None, "pending",
+                       f"{report['realized_frauds']} labelled frauds; judged from "
+                       f"{p.min_realized_frauds}")  # fmt: skip
+    return _drop(REALIZED_PERFORMANCE, metric, realized[metric], holdout["pr_auc"],
+                 p.realized_performance_warn, p.realized_performance_act)  # fmt: skip
 
 
 def as_records(verdicts: list[Verdict]) -> list[dict[str, Any]]:
