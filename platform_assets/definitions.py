@@ -27,11 +27,18 @@ from platform_assets.llm import (
     prompt_release,
     rag_index,
 )
-from platform_assets.model import candidate_model, evaluation_report, production_model
+from platform_assets.model import (
+    canary_analysis,
+    canary_release,
+    candidate_model,
+    evaluation_report,
+    production_model,
+)
 from platform_assets.monitoring import champion_scores, model_monitoring_report
 from resources.environments import build_resources, current_environment
 from resources.feature_store import FEATURE_REPO
 from sensors.automation import automation_sensor
+from sensors.deployment import canary_sensor
 from sensors.ingestion import daily_ingestion_schedule, raw_transactions_freshness_sensor
 from sensors.llm import prompt_change_sensor, rag_index_freshness_sensor
 from sensors.monitoring import monitoring_freshness_sensor, retraining_sensor
@@ -39,7 +46,8 @@ from sensors.monitoring import monitoring_freshness_sensor, retraining_sensor
 # Every wiring module, stage by stage in the order of the loop. The feature store's assets and
 # the training set are built for a Feast repository instead (see stage_assets).
 ASSET_MODULES = (raw_transactions, validated_transactions, transaction_baseline, feature_tables)
-ASSET_MODULES += (candidate_model, evaluation_report, production_model)
+ASSET_MODULES += (candidate_model, evaluation_report, canary_release, canary_analysis)
+ASSET_MODULES += (production_model,)
 ASSET_MODULES += (champion_scores, model_monitoring_report)
 ASSET_MODULES += (prompt_registry, rag_index, llm_eval_report, prompt_release, llm_cost_report)
 CHECK_MODULES = (delivery_checks, rag_index, evaluation_report)
@@ -83,6 +91,7 @@ def build_definitions(
             prompt_change_sensor,
             retraining_sensor,
             monitoring_freshness_sensor,
+            canary_sensor,
             automation_sensor,
         ],
         resources=resources

@@ -30,6 +30,7 @@ from resources.model_registry import ModelRegistry, model_registry_resources
 from resources.monitoring_policy import MonitoringPolicy
 from resources.prediction_log import PredictionLog
 from resources.quality_policy import QualityPolicy
+from resources.release_policy import ReleasePolicy
 from resources.sources.systems import SimulatedSource, SqlSource
 
 ENVIRONMENTS = ("local", "prod")
@@ -53,6 +54,7 @@ def _policies() -> dict[str, Any]:
         "quality_policy": QualityPolicy(),
         "label_policy": LabelPolicy(),
         "monitoring_policy": MonitoringPolicy(),
+        "release_policy": ReleasePolicy(),
     }
 
 

@@ -28,10 +28,14 @@ if TYPE_CHECKING:
 LOCAL_MLFLOW_UI = "http://127.0.0.1:5000"  # make mlflow
 CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous_champion"
+CANARY = "canary"
 # Version tags: when a version became the champion, and the threshold its gate set for decisions.
 PROMOTED_AT_TAG = "flywheel.promoted_at"
 THRESHOLD_TAG = "flywheel.operating_threshold"
 OPERATING_PRECISION_TAG = "flywheel.operating_precision"
+# Version tags of a canary release: its share of live traffic and when it started.
+CANARY_SHARE_TAG = "flywheel.canary_share"
+CANARY_STARTED_TAG = "flywheel.canary_started_at"
 SQLITE_PREFIX = "sqlite:///"
 
 
@@ -138,16 +142,15 @@ class ModelRegistry(ConfigurableResource):
             return self._logged_model(self._download(version, folder))
 
     def _download(self, version: str, folder: str) -> Path:
-        # Explicit URIs rather than mlflow.set_*_uri: the fluent API's global state is
-        # dagster-mlflow's, and a process may hold several stores (tests do).
+        # Resolved through this registry's client, not a ``models:/`` URI: MLflow resolves those
+        # through the process's global registry URI, which outside a Dagster run (the prediction
+        # service) is MLflow's default, not this store.
         from mlflow.artifacts import download_artifacts
 
+        location = self.client().get_model_version_download_uri(self.model_name, version)
         return Path(
             download_artifacts(
-                artifact_uri=f"models:/{self.model_name}/{version}",
-                dst_path=folder,
-                tracking_uri=self.tracking_uri,
-                registry_uri=self.tracking_uri,
+                artifact_uri=location, dst_path=folder, tracking_uri=self.tracking_uri
             )
         )
 
@@ -186,6 +189,25 @@ class ModelRegistry(ConfigurableResource):
             client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, previous)
         client.set_registered_model_alias(self.model_name, CHAMPION, version)
         return previous
+
+    def canary(self) -> "ModelVersion | None":
+        """The version on canary release now; None when no release is under way."""
+        return self.aliased(CANARY)
+
+    def start_canary(self, version: str, share: float, started_at: datetime.datetime) -> None:
+        """Send ``share`` of live traffic to ``version``: tag it, then point ``canary`` at it.
+
+        The tags come first, so a server that sees the alias move also sees the share.
+        """
+        self.set_version_tags(
+            version, {CANARY_SHARE_TAG: str(share), CANARY_STARTED_TAG: started_at.isoformat()}
+        )
+        self.client().set_registered_model_alias(self.model_name, CANARY, version)
+
+    def end_canary(self) -> None:
+        """Remove the ``canary`` alias: every request goes to the champion again."""
+        if self.canary() is not None:
+            self.client().delete_registered_model_alias(self.model_name, CANARY)
 
     def rollback(self) -> str:
         """Move ``champion`` back to ``previous_champion``; return the version now serving."""

@@ -9,7 +9,7 @@ moves Arrow batches in bulk: a million rows in about three seconds each way on t
 """
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ from pydantic import Field
 SQLITE_PREFIX = "sqlite:///"
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 BATCH = "batch"
+ONLINE = "online"
 # The columns every writer fills; the model's features come after them, one column each.
 LOG_COLUMNS: dict[str, Any] = {
     "request_id": pl.String,
@@ -36,7 +37,12 @@ LOG_COLUMNS: dict[str, Any] = {
     "threshold": pl.Float64,
     "decision": pl.Boolean,
     "logged_at": pl.Datetime("us", "UTC"),
+    # Online only: how long the answer took, and why a variant could not score (score empty).
+    "latency_ms": pl.Float64,
+    "error": pl.String,
 }
+# Column types for columns added to an existing table (new features, newer log columns).
+_SQL_TYPES = {pl.Float64: "DOUBLE PRECISION", pl.String: "TEXT", pl.Int64: "BIGINT"}
 
 
 class PredictionLog(ConfigurableResource):
@@ -56,44 +62,66 @@ class PredictionLog(ConfigurableResource):
         The delete and the insert are one transaction, so a reader sees the old rows or the new
         ones, never a mix; rows of other days and sources are untouched. Returns the rows written.
         """
+        if (rows["day"] != day).any() or (rows["source"] != source).any():
+            raise ValueError(f"every row must be of day {day} and source {source!r}")
+        return self._write(rows, replacing=(day, source))
+
+    def append(self, rows: pl.DataFrame) -> int:
+        """Add ``rows`` (any days and sources) to the log; returns the rows written."""
+        return self._write(rows, replacing=None)
+
+    def _write(self, rows: pl.DataFrame, replacing: tuple[str, str] | None) -> int:
+        """Insert ``rows`` in one transaction, first deleting the (day, source) ``replacing``."""
         missing = sorted(set(LOG_COLUMNS) - set(rows.columns))
         if missing:
             raise ValueError(f"prediction log rows lack the columns {missing}")
-        if (rows["day"] != day).any() or (rows["source"] != source).any():
-            raise ValueError(f"every row must be of day {day} and source {source!r}")
         with self._connection() as connection, connection.cursor() as cursor:
             existing = self._columns(connection)
             if existing:
                 for name in [c for c in rows.columns if c not in existing]:
-                    cursor.execute(f'ALTER TABLE {self.table} ADD COLUMN "{name}" DOUBLE PRECISION')
-                cursor.execute(
-                    f"DELETE FROM {self.table} WHERE day = {self._param(1)} "
-                    f"AND source = {self._param(2)}",
-                    (day, source),
-                )
+                    sql_type = _SQL_TYPES.get(rows.schema[name].base_type(), "DOUBLE PRECISION")
+                    cursor.execute(f'ALTER TABLE {self.table} ADD COLUMN "{name}" {sql_type}')
+                if replacing:
+                    cursor.execute(
+                        f"DELETE FROM {self.table} WHERE day = {self._param(1)} "
+                        f"AND source = {self._param(2)}",
+                        replacing,
+                    )
             cursor.adbc_ingest(self.table, rows.to_arrow(), mode="create_append")
             if not existing:
-                cursor.execute(
-                    f"CREATE INDEX IF NOT EXISTS {self.table}_day_source "
-                    f"ON {self.table} (day, source)"
-                )
+                for columns in ("day, source", "source, model_version"):
+                    name = f"{self.table}_{columns.replace(', ', '_')}"
+                    cursor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {self.table} ({columns})")
             connection.commit()
         return rows.height
 
     def read(self, day: str, sources: Sequence[str] = (BATCH,)) -> pl.DataFrame:
         """The predictions of ``day`` from ``sources``; an empty frame if there are none."""
+        marks = ", ".join(self._param(i + 2) for i in range(len(sources)))
+        return self._select(f"day = {self._param(1)} AND source IN ({marks})", (day, *sources))
+
+    def read_versions(self, source: str, versions: Sequence[str]) -> pl.DataFrame:
+        """Every prediction of ``source`` made by one of the model ``versions``."""
+        marks = ", ".join(self._param(i + 2) for i in range(len(versions)))
+        return self._select(
+            f"source = {self._param(1)} AND model_version IN ({marks})", (source, *versions)
+        )
+
+    def _select(self, where: str, parameters: tuple[str, ...]) -> pl.DataFrame:
         with self._connection() as connection:
-            if not self._columns(connection):
+            columns = self._columns(connection)
+            if not columns:
                 return pl.DataFrame(schema=LOG_COLUMNS)
-            marks = ", ".join(self._param(i + 2) for i in range(len(sources)))
             with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SELECT * FROM {self.table} WHERE day = {self._param(1)} "
-                    f"AND source IN ({marks})",
-                    (day, *sources),
-                )
+                cursor.execute(f"SELECT * FROM {self.table} WHERE {where}", parameters)
                 frame = pl.from_arrow(cursor.fetch_arrow_table())
         assert isinstance(frame, pl.DataFrame)
+        # A table written before a log column existed reads it as empty.
+        frame = frame.with_columns(
+            pl.lit(None, dtype).alias(name)
+            for name, dtype in LOG_COLUMNS.items()
+            if name not in columns
+        )
         # SQLite keeps timestamps as ISO text and booleans as integers; PostgreSQL keeps types.
         return frame.with_columns(
             pl.col(name).str.to_datetime(time_unit="us", time_zone="UTC")
@@ -108,11 +136,20 @@ class PredictionLog(ConfigurableResource):
     @contextmanager
     def _connection(self) -> Iterator[Any]:
         if self.url.startswith(SQLITE_PREFIX):
+            import sqlite3
+
             import adbc_driver_sqlite.dbapi
 
             path = Path(self.url.removeprefix(SQLITE_PREFIX))
             path.parent.mkdir(parents=True, exist_ok=True)
+            # The prediction service writes while assets read: readers never block the writer
+            # (write-ahead log, a setting of the file, set outside any transaction), and a
+            # writer waits for another's lock instead of failing.
+            with closing(sqlite3.connect(path)) as setup:
+                setup.execute("PRAGMA journal_mode = WAL")
             connection = adbc_driver_sqlite.dbapi.connect(str(path))
+            with connection.cursor() as cursor:
+                cursor.execute("PRAGMA busy_timeout = 10000")
         elif self.url.startswith(POSTGRES_PREFIXES):
             import adbc_driver_postgresql.dbapi
 

@@ -125,6 +125,7 @@ def test_make_dev_serves_the_code_location_with_automation_on(
         "prompt_change_sensor": "RUNNING",
         "retraining_sensor": "RUNNING",
         "monitoring_freshness_sensor": "RUNNING",
+        "canary_sensor": "RUNNING",
         "automation_sensor": "RUNNING",
     }
     assert {s["name"]: s["scheduleState"]["status"] for s in repository["schedules"]} == {

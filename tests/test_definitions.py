@@ -44,6 +44,8 @@ def test_every_asset_is_catalogued_for_people(tmp_path):
         "transaction_baseline",
         "candidate_model",
         "evaluation_report",
+        "canary_release",
+        "canary_analysis",
         "production_model",
     }
     for spec in specs:

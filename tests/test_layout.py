@@ -29,6 +29,7 @@ CONCEPT_MODULES = (
     "platform_assets/model/gate.py",
     "platform_assets/model/artifacts.py",
     "platform_assets/model/tracking.py",
+    "platform_assets/model/canary.py",
     "platform_assets/monitoring/reference.py",
     "platform_assets/monitoring/performance.py",
     "platform_assets/monitoring/verdicts.py",

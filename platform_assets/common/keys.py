@@ -16,6 +16,8 @@ PROMPT_REGISTRY = AssetKey("prompt_registry")
 RAG_INDEX = AssetKey("rag_index")
 TRAINING_SET = AssetKey("training_set")
 ONLINE_FEATURES = AssetKey("online_features")
+CANARY_ANALYSIS = AssetKey("canary_analysis")
+PRODUCTION_MODEL = AssetKey("production_model")
 CHAMPION_SCORES = AssetKey("champion_scores")
 MODEL_MONITORING_REPORT = AssetKey("model_monitoring_report")
 

@@ -1,53 +1,60 @@
-"""Deployment stage: the candidate that passed the gate becomes the champion.
+"""Deployment stage: the released candidate that the canary analysis passed becomes the champion.
 
-Promotion is moving MLflow's ``champion`` alias; the version it replaces keeps the
-``previous_champion`` alias, so a rollback is moving ``champion`` back to it (one call, or one
-click in MLflow's UI). A later stage puts the canary release before this one.
+Promotion is moving MLflow's ``champion`` alias (and ending the canary release); the version it
+replaces keeps the ``previous_champion`` alias, so a rollback is moving ``champion`` back to it
+(one call, or one click in MLflow's UI). ``canary_sensor`` requests it when ``canary_analysis``
+says promote: after the soak for a canary, at once for a direct release.
 """
 
 from typing import Any
 
-from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from platform_assets.common.catalog import DEPLOYMENT, catalog
+from platform_assets.model.canary_release import CANARY_MODE
 from resources.alerting import Alerter
 from resources.clock import Clock
-from resources.model_registry import CHAMPION, PREVIOUS_CHAMPION, PROMOTED_AT_TAG, ModelRegistry
+from resources.model_registry import (
+    CANARY,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    PROMOTED_AT_TAG,
+    ModelRegistry,
+)
 
 
 @asset(
     kinds={"mlflow"},
     code_version="1",
     io_manager_key="record_io_manager",
-    # Promote a new candidate as soon as the gate has passed it, never a blocked one.
-    automation_condition=(
-        AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
-    ),
     **catalog(DEPLOYMENT),
 )
 def production_model(
     context: AssetExecutionContext,
-    candidate_model: dict[str, Any],
-    evaluation_report: dict[str, Any],
+    canary_release: dict[str, Any],
+    canary_analysis: dict[str, Any],
     model_registry: ModelRegistry,
     clock: Clock,
     alerter: Alerter,
 ) -> Output[dict[str, Any]]:
     """The champion: the registered fraud model version that serves.
 
-    Runs only after ``candidate_beats_champion`` passed, and refuses a report of another
-    version or a blocked one, so nothing but a gated candidate is ever promoted.
+    Refuses anything but the released version with a promote verdict, and a canary that is no
+    longer on its alias (rolled back since), so only a gated, soaked candidate is promoted.
     """
-    version = candidate_model["version"]
-    if evaluation_report["candidate_version"] != version:
+    version = canary_release["version"]
+    if canary_analysis["version"] != version or canary_analysis["verdict"] != "promote":
         raise ValueError(
-            f"the evaluation report is of version {evaluation_report['candidate_version']}, "
-            f"not of candidate version {version}: materialize evaluation_report first"
+            f"canary_analysis says {canary_analysis['verdict']!r} for "
+            f"v{canary_analysis['version']}, not 'promote' for released v{version}: "
+            f"{canary_analysis['reason']}"
         )
-    if not evaluation_report["passed"]:
-        failed = [v["check"] for v in evaluation_report["verdicts"] if not v["passed"]]
-        raise ValueError(f"candidate version {version} failed the gate ({', '.join(failed)})")
+    if canary_release["mode"] == CANARY_MODE:
+        on_canary = model_registry.canary()
+        if on_canary is None or str(on_canary.version) != version:
+            raise ValueError(f"v{version} is no longer on {CANARY}: it was rolled back or replaced")
     previous = model_registry.promote(version)
+    model_registry.end_canary()
     promoted_at = clock.now().isoformat()
     model_registry.set_version_tags(
         version,
@@ -55,7 +62,7 @@ def production_model(
     )
     alerter.send(
         title=f"{model_registry.model_name} v{version} promoted to {CHAMPION}",
-        message=f"passed the gate against {evaluation_report['reference']}; replaces "
+        message=f"{canary_release['mode']} release: {canary_analysis['reason']}; replaces "
         f"{previous or 'no champion'}",
         severity="info",
         asset="production_model",
@@ -79,9 +86,6 @@ def production_model(
             "champion_version": MetadataValue.text(version),
             "previous_champion": MetadataValue.text(previous or "none"),
             "rollback": MetadataValue.text(rollback),
-            "gate": MetadataValue.md(
-                f"passed against {evaluation_report['reference']} "
-                f"({len(evaluation_report['verdicts'])} rules)"
-            ),
+            "release": MetadataValue.text(f"{canary_release['mode']}: {canary_analysis['reason']}"),
         },
     )

@@ -24,6 +24,7 @@ from dagster import (
     AssetKey,
     AssetSelection,
     ExecuteInProcessResult,
+    build_sensor_context,
     evaluate_automation_conditions,
     instance_for_test,
 )
@@ -35,11 +36,13 @@ from platform_assets.model.evaluation_report import GATE_CHECK
 from platform_assets.model.recipe import Hyperparameters, holdout
 from resources.environments import PROJECT_ROOT
 from resources.model_registry import PREVIOUS_CHAMPION, ModelRegistry
+from sensors.deployment import canary_sensor
 
 pytestmark = pytest.mark.asset_graph
 
 NOW = "2026-01-25T06:00:00+00:00"
-CHAIN = AssetSelection.assets("candidate_model", "evaluation_report", "production_model")
+RELEASE = ("canary_release", "canary_analysis", "production_model")
+CHAIN = AssetSelection.assets("candidate_model", "evaluation_report", *RELEASE)
 # The on-demand feature view: the payment against the customer's habits.
 TRANSACTION_CONTEXT = [
     "amount_to_customer_mean",
@@ -354,7 +357,7 @@ def test_raising_a_risk_feature_never_lowers_the_fraud_score(platform, registry)
 
 def test_a_new_training_set_retrains_evaluates_and_promotes_by_automation(platform, registry):
     """Declarative automation, tick by tick: what a rebuilt training set sets in motion."""
-    chain = {"candidate_model", "evaluation_report", "production_model"}
+    chain = {"candidate_model", "evaluation_report", *RELEASE}
 
     def tick(cursor=None) -> tuple[set[str], object]:
         result = evaluate_automation_conditions(
@@ -375,11 +378,24 @@ def test_a_new_training_set_retrains_evaluates_and_promotes_by_automation(platfo
     requested, cursor = tick(cursor)
     assert requested == {"candidate_model", "evaluation_report"}
     assert run_chain(platform, AssetSelection.assets(*requested)).success
-    requested, cursor = tick(cursor)
-    assert requested == {"production_model"}  # the gate passed
-    assert run_chain(platform, AssetSelection.assets(*requested)).success
-    assert champion(registry) == "1"
+    for released in ("canary_release", "canary_analysis"):  # the gate passed
+        requested, cursor = tick(cursor)
+        assert requested == {released}
+        assert run_chain(platform, AssetSelection.assets(*requested)).success
     assert tick(cursor)[0] == set()
+    # The first model has no champion to be compared with: the analysis says promote, and
+    # canary_sensor (not automation) carries it out.
+    sensor_tick = canary_sensor.evaluate_tick(
+        build_sensor_context(
+            instance=platform.instance,
+            definitions=platform.defs,
+            resources={"model_registry": registry},
+        )
+    )
+    (request,) = sensor_tick.run_requests or []
+    assert request.asset_selection == [AssetKey("production_model")]
+    assert run_chain(platform, AssetSelection.assets("production_model")).success
+    assert champion(registry) == "1"
 
     # Retraining on the same rows gives the same model: the gate blocks it, nothing is promoted.
     rebuild_training_set()

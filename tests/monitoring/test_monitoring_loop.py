@@ -37,7 +37,12 @@ POLICY = MonitoringPolicy(drift_report_rows=0, min_days_after_change=8)
 # Days from the drift's first day to the tick that sees it act (labels take up to 3 days).
 DETECTION_BOUND = 6
 FIRST_CHAMPION = AssetSelection.assets(
-    "training_set", "candidate_model", "evaluation_report", "production_model"
+    "training_set",
+    "candidate_model",
+    "evaluation_report",
+    "canary_release",
+    "canary_analysis",
+    "production_model",
 )
 
 

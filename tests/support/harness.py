@@ -19,6 +19,7 @@ from resources.label_policy import LabelPolicy
 from resources.model_registry import ModelRegistry, model_registry_resources
 from resources.monitoring_policy import MonitoringPolicy
 from resources.quality_policy import QualityPolicy
+from resources.release_policy import ReleasePolicy
 from resources.sources.systems import ScenarioConfig, SimulatedSource
 
 
@@ -41,6 +42,8 @@ class LocalPlatform:
         self.label_delay_days = label_delay_days
         self.clock = Clock(frozen_at=now)
         self.monitoring = MonitoringPolicy(drift_report_rows=0)
+        # No live traffic unless a test serves it: releases go straight to champion.
+        self.release = ReleasePolicy(canary_share=0)
         self.registry = ModelRegistry(
             tracking_uri=f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
             artifact_location=str(data_dir / "mlflow" / "artifacts"),
@@ -61,6 +64,7 @@ class LocalPlatform:
         )
         resources["quality_policy"] = QualityPolicy(**{"drift_report_rows": 0, **policy})
         resources["monitoring_policy"] = self.monitoring
+        resources["release_policy"] = self.release
         resources.update(model_registry_resources(self.registry))
         return resources
 

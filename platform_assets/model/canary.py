@@ -1,0 +1,205 @@
+"""Canary against champion on their own live traffic: each comparison, then one verdict.
+
+Free of Dagster. Both variants serve a random sample of customers (sticky by customer), so on
+healthy models their error rates, latencies and score distributions agree, and so do their
+performance estimates. Each comparison waits for its minimum sample before it judges; any
+comparison past its limit rolls back at once, and a canary is promoted only after the soak, with
+enough predictions, and with every operational comparison judged and within its limit. The
+performance figures are the monitoring stage's: the confidence-based estimate on each model's
+own calibration, and PR-AUC and recall at the operating precision on matured labels.
+"""
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from platform_assets.ingestion.drift import binned_psi, decile_bins
+from platform_assets.model.suite import operating_point
+from platform_assets.monitoring.performance import estimated_pr_auc
+from platform_assets.monitoring.reference import calibrate
+from resources.release_policy import ReleasePolicy
+
+Judgement = Literal["ok", "rollback", "waiting"]
+Verdict = Literal["continue", "rollback", "promote"]
+# Judged before a promotion; realized quality joins them once labels have matured.
+OPERATIONAL = ("error_rate", "p99_latency_ms", "score_psi", "estimated_pr_auc")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One metric on both variants, the limit the canary is held to, and the judgement."""
+
+    metric: str
+    champion: float | None
+    canary: float | None
+    limit: float | None  # the canary's worst allowed value
+    samples: str
+    judgement: Judgement
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """One variant's online predictions, its monitoring calibration, and the labels known.
+
+    ``rows`` are prediction-log rows (``score``, ``latency_ms``, ``error``, ``transaction_id``);
+    ``labelled`` maps the transaction ids whose labels have matured to 1 (fraud) or 0.
+    """
+
+    rows: pl.DataFrame
+    calibration: dict[str, list[float]]
+    labelled: dict[str, int]
+
+
+def compare(
+    champion: Traffic, canary: Traffic, operating_precision: float, policy: ReleasePolicy
+) -> list[Comparison]:
+    """Every comparison of ``canary`` with ``champion``."""
+    return [
+        _error_rate(champion.rows, canary.rows, policy),
+        *_served(champion, canary, policy),
+        *_realized(champion, canary, operating_precision, policy),
+    ]
+
+
+def decide(
+    comparisons: list[Comparison],
+    soak_hours: float,
+    canary_predictions: int,
+    policy: ReleasePolicy,
+) -> tuple[Verdict, str]:
+    """Roll back on any comparison past its limit; promote after a complete, stable soak."""
+    failed = [c for c in comparisons if c.judgement == "rollback"]
+    if failed:
+        return "rollback", "; ".join(
+            f"{c.metric} {c.canary:.4g} past its limit {c.limit:.4g} "
+            f"(champion {c.champion:.4g}; {c.samples})"
+            for c in failed
+        )
+    missing = []
+    if soak_hours < policy.soak_hours:
+        missing.append(f"soak {soak_hours:.1f} of {policy.soak_hours:g} h")
+    if canary_predictions < policy.min_canary_predictions:
+        missing.append(f"{canary_predictions} of {policy.min_canary_predictions} predictions")
+    waiting = [c.metric for c in comparisons if c.metric in OPERATIONAL and c.judgement != "ok"]
+    if waiting:
+        missing.append(f"too few predictions to judge {', '.join(waiting)}")
+    if missing:
+        return "continue", "waiting for " + "; ".join(missing)
+    return "promote", (
+        f"stable for {soak_hours:.1f} h over {canary_predictions} canary predictions, "
+        f"every comparison within its limit"
+    )
+
+
+def as_records(comparisons: list[Comparison]) -> list[dict[str, Any]]:
+    """The comparisons as JSON-ready dictionaries."""
+    return [asdict(c) for c in comparisons]
+
+
+def _judge(value: float, limit: float, enough: bool, worse_when_higher: bool) -> Judgement:
+    if not enough:
+        return "waiting"
+    past = value > limit if worse_when_higher else value < limit
+    return "rollback" if past else "ok"
+
+
+def _error_rate(champion: pl.DataFrame, canary: pl.DataFrame, policy: ReleasePolicy) -> Comparison:
+    rates = [
+        int(rows["error"].is_not_null().sum()) / rows.height if rows.height else 0.0
+        for rows in (champion, canary)
+    ]
+    limit = rates[0] + policy.max_error_rate_increase
+    enough = min(champion.height, canary.height) >= policy.min_sample
+    return Comparison(
+        "error_rate",
+        rates[0],
+        rates[1],
+        limit,
+        _samples(champion.height, canary.height, policy.min_sample),
+        _judge(rates[1], limit, enough, worse_when_higher=True),
+    )
+
+
+def _served(champion: Traffic, canary: Traffic, policy: ReleasePolicy) -> list[Comparison]:
+    """Latency, score shift and estimated PR-AUC on the predictions each variant answered."""
+    served = [t.rows.filter(pl.col("error").is_null()) for t in (champion, canary)]
+    enough = min(rows.height for rows in served) >= policy.min_sample
+    samples = _samples(served[0].height, served[1].height, policy.min_sample)
+    if not enough:
+        return [
+            Comparison(metric, None, None, None, samples, "waiting")
+            for metric in ("p99_latency_ms", "score_psi", "estimated_pr_auc")
+        ]
+    p99 = [float(np.quantile(rows["latency_ms"].to_numpy(), 0.99)) for rows in served]
+    latency_limit = max(p99[0] * policy.max_p99_latency_ratio, p99[0] + policy.latency_slack_ms)
+    psi = binned_psi(decile_bins(served[0]["score"]), served[1]["score"])
+    estimates = [
+        estimated_pr_auc(scores, calibrate(scores, traffic.calibration))
+        for scores, traffic in (
+            (served[0]["score"].to_numpy(), champion),
+            (served[1]["score"].to_numpy(), canary),
+        )
+    ]
+    estimate_limit = estimates[0] * (1 - policy.max_estimated_pr_auc_drop)
+    return [
+        Comparison(
+            "p99_latency_ms", p99[0], p99[1], latency_limit, samples,
+            _judge(p99[1], latency_limit, True, worse_when_higher=True),
+        ),
+        Comparison(
+            "score_psi", 0.0, psi, policy.max_score_psi, samples,
+            _judge(psi, policy.max_score_psi, True, worse_when_higher=True),
+        ),
+        Comparison(
+            "estimated_pr_auc", estimates[0], estimates[1], estimate_limit, samples,
+            _judge(estimates[1], estimate_limit, True, worse_when_higher=False),
+        ),
+    ]  # fmt: skip
+
+
+def _realized(
+    champion: Traffic, canary: Traffic, operating_precision: float, policy: ReleasePolicy
+) -> list[Comparison]:
+    """PR-AUC and recall at the operating precision on each variant's matured labels."""
+    from sklearn.metrics import average_precision_score
+
+    labelled = []
+    for traffic in (champion, canary):
+        rows = traffic.rows.filter(
+            pl.col("error").is_null() & pl.col("transaction_id").is_in(list(traffic.labelled))
+        )
+        labels = np.array([traffic.labelled[t] for t in rows["transaction_id"]], dtype=np.int8)
+        labelled.append((labels, rows["score"].to_numpy()))
+    frauds = [int(labels.sum()) for labels, _ in labelled]
+    enough = min(frauds) >= policy.min_labelled_frauds
+    samples = (
+        f"labelled frauds: champion {frauds[0]}, canary {frauds[1]} "
+        f"(need {policy.min_labelled_frauds} each)"
+    )
+    if not enough:
+        return [
+            Comparison(metric, None, None, None, samples, "waiting")
+            for metric in ("realized_pr_auc", "realized_recall_at_precision")
+        ]
+    pr_auc = [float(average_precision_score(labels, scores)) for labels, scores in labelled]
+    recall = [
+        operating_point(labels, scores, operating_precision)[0] for labels, scores in labelled
+    ]
+    pr_limit = pr_auc[0] * (1 - policy.max_realized_pr_auc_drop)
+    recall_limit = recall[0] * (1 - policy.max_recall_drop)
+    return [
+        Comparison(
+            "realized_pr_auc", pr_auc[0], pr_auc[1], pr_limit, samples,
+            _judge(pr_auc[1], pr_limit, True, worse_when_higher=False),
+        ),
+        Comparison(
+            "realized_recall_at_precision", recall[0], recall[1], recall_limit, samples,
+            _judge(recall[1], recall_limit, True, worse_when_higher=False),
+        ),
+    ]  # fmt: skip
+
+
+def _samples(champion: int, canary: int, needed: int) -> str:
+    return f"predictions: champion {champion}, canary {canary} (need {needed} each)"

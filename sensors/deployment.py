@@ -1,0 +1,66 @@
+"""Automation for releases: analyse a live canary on a short interval, promote on its verdict.
+
+``canary_sensor`` requests ``canary_analysis`` every interval while MLflow's ``canary`` alias
+names a version, so a rollback comes within one interval of the evidence crossing its limit
+(the analysis rolls back itself). When an analysis says promote, the sensor requests
+``production_model``, once per verdict.
+"""
+
+import json
+
+from dagster import (
+    AssetRecordsFilter,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from platform_assets.common.keys import CANARY_ANALYSIS, PRODUCTION_MODEL
+from resources.model_registry import ModelRegistry
+
+# How often a live canary is analysed; ReleasePolicy's limits decide what the analysis does.
+ANALYSIS_INTERVAL_SECONDS = 60
+
+
+@sensor(
+    asset_selection=[CANARY_ANALYSIS, PRODUCTION_MODEL],
+    minimum_interval_seconds=ANALYSIS_INTERVAL_SECONDS,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="While a version is on the 'canary' alias, runs canary_analysis every "
+    f"{ANALYSIS_INTERVAL_SECONDS} s (which rolls back a bad canary itself); requests "
+    "production_model when an analysis says promote.",
+)
+def canary_sensor(
+    context: SensorEvaluationContext, model_registry: ModelRegistry
+) -> SensorResult | SkipReason:
+    """Promote on a new promote verdict; otherwise analyse the canary if one is live."""
+    after = json.loads(context.cursor)["after"] if context.cursor else None
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=CANARY_ANALYSIS, after_storage_id=after),
+        limit=100,
+        ascending=True,
+    ).records
+    cursor = json.dumps({"after": records[-1].storage_id if records else after})
+    champion = model_registry.champion()
+    for record in reversed(records):
+        metadata = record.asset_materialization.metadata  # type: ignore[union-attr]
+        version = str(metadata["candidate_version"].value)
+        if metadata["verdict"].value == "promote" and (
+            champion is None or str(champion.version) != version
+        ):
+            request = RunRequest(
+                run_key=f"promote-v{version}-{record.storage_id}",
+                asset_selection=[PRODUCTION_MODEL],
+                tags={"canary_verdict": "promote", "version": version},
+            )
+            return SensorResult(run_requests=[request], cursor=cursor)
+    canary = model_registry.canary()
+    if canary is None:
+        return SensorResult(cursor=cursor, skip_reason=SkipReason("No version is on 'canary'."))
+    request = RunRequest(
+        asset_selection=[CANARY_ANALYSIS], tags={"canary_version": str(canary.version)}
+    )
+    return SensorResult(run_requests=[request], cursor=cursor)

@@ -1,0 +1,1 @@
+"""The fraud model over HTTP: champion and canary from the registry, features from Feast."""
