@@ -7,6 +7,7 @@ UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.9
 export DAGSTER_HOME := $(CURDIR)/.flywheel/dagster_home
 DAGSTER_PORT := 3000
+SERVING_PORT := 8800
 export UV_COMPILE_BYTECODE := 1
 # Use the system trust store, so uv works behind TLS-inspecting proxies as pip does.
 export UV_SYSTEM_CERTS := 1
@@ -17,8 +18,11 @@ MLFLOW_PORT := 5000
 
 .PHONY: dev mlflow test lint test-unit test-asset-graph test-sensor test-e2e bench env
 
-## dev: create the environment and start `dagster dev` on http://127.0.0.1:3000 (loopback only)
+## dev: create the environment and start `dagster dev` on http://127.0.0.1:3000 and the prediction
+## service on http://127.0.0.1:8800 (loopback only; the service follows the registry's aliases)
 dev: env $(DAGSTER_HOME)/dagster.yaml
+	$(UV) run --locked python -m serving.model.app --port $(SERVING_PORT) & \
+	trap 'kill $$! 2>/dev/null' EXIT; \
 	$(UV) run --locked dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
 
 ## mlflow: MLflow's UI on http://127.0.0.1:5000 over make dev's tracking store and model registry

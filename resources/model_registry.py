@@ -204,6 +204,11 @@ class ModelRegistry(ConfigurableResource):
         )
         self.client().set_registered_model_alias(self.model_name, CANARY, version)
 
+    @staticmethod
+    def release_of(version: "ModelVersion") -> str:
+        """The id of ``version``'s canary release, which serving stamps on the release's rows."""
+        return f"v{version.version}@{version.tags.get(CANARY_STARTED_TAG, '')}"
+
     def end_canary(self) -> None:
         """Remove the ``canary`` alias: every request goes to the champion again."""
         if self.canary() is not None:

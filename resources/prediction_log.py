@@ -37,10 +37,13 @@ LOG_COLUMNS: dict[str, Any] = {
     "threshold": pl.Float64,
     "decision": pl.Boolean,
     "logged_at": pl.Datetime("us", "UTC"),
-    # Online only: how long the answer took, and why a variant could not score (score empty).
+    # Online only: how long the answer took, why a variant could not score (score empty), and
+    # the canary release under way (``ModelRegistry.release_of``), empty outside releases.
     "latency_ms": pl.Float64,
     "error": pl.String,
+    "release": pl.String,
 }
+_SQLITE_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
 # Column types for columns added to an existing table (new features, newer log columns).
 _SQL_TYPES = {pl.Float64: "DOUBLE PRECISION", pl.String: "TEXT", pl.Int64: "BIGINT"}
 
@@ -113,6 +116,11 @@ class PredictionLog(ConfigurableResource):
             if not columns:
                 return pl.DataFrame(schema=LOG_COLUMNS)
             with connection.cursor() as cursor:
+                if self.url.startswith(SQLITE_PREFIX):
+                    # SQLite types values, not columns: ADBC infers each column's type from its
+                    # first batch, and a column empty there (a feature unknown for the first
+                    # payments) would be read as integers. One batch sees every value.
+                    cursor.adbc_statement.set_options(**{_SQLITE_BATCH_ROWS: str(10**9)})
                 cursor.execute(f"SELECT * FROM {self.table} WHERE {where}", parameters)
                 frame = pl.from_arrow(cursor.fetch_arrow_table())
         assert isinstance(frame, pl.DataFrame)

@@ -50,8 +50,9 @@ class ReleasePolicy(ConfigurableResource):
     max_score_psi: float = Field(
         default=0.25,
         ge=0,
-        description="PSI of the canary's scores against the champion's on their own traffic "
-        "that rolls back (both see a random sample of customers, so the scores should agree).",
+        description="How much more the canary's live scores may drift from its own holdout's "
+        "(PSI) than the champion's from its holdout's: both see a random sample of the same "
+        "customers, so a healthy canary drifts as much as the champion does.",
     )
     max_estimated_pr_auc_drop: float = Field(
         default=0.3,

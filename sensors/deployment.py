@@ -18,8 +18,8 @@ from dagster import (
     sensor,
 )
 
-from platform_assets.common.keys import CANARY_ANALYSIS, PRODUCTION_MODEL
-from resources.model_registry import ModelRegistry
+from platform_assets.common.keys import CANARY_ANALYSIS, CANARY_MODE, PRODUCTION_MODEL
+from resources.model_registry import PROMOTED_AT_TAG, ModelRegistry
 
 # How often a live canary is analysed; ReleasePolicy's limits decide what the analysis does.
 ANALYSIS_INTERVAL_SECONDS = 60
@@ -44,12 +44,11 @@ def canary_sensor(
         ascending=True,
     ).records
     cursor = json.dumps({"after": records[-1].storage_id if records else after})
-    champion = model_registry.champion()
     for record in reversed(records):
         metadata = record.asset_materialization.metadata  # type: ignore[union-attr]
         version = str(metadata["candidate_version"].value)
-        if metadata["verdict"].value == "promote" and (
-            champion is None or str(champion.version) != version
+        if metadata["verdict"].value == "promote" and _still_releasing(
+            model_registry, version, str(metadata["mode"].value)
         ):
             request = RunRequest(
                 run_key=f"promote-v{version}-{record.storage_id}",
@@ -64,3 +63,17 @@ def canary_sensor(
         asset_selection=[CANARY_ANALYSIS], tags={"canary_version": str(canary.version)}
     )
     return SensorResult(run_requests=[request], cursor=cursor)
+
+
+def _still_releasing(registry: ModelRegistry, version: str, mode: str) -> bool:
+    """Whether a promote verdict on ``version`` still stands.
+
+    It does for a version never promoted that is, in a canary release, still on ``canary``; an
+    old verdict seen again (after a cursor reset, or of a version rolled back since) does not.
+    """
+    if PROMOTED_AT_TAG in registry.version(version).tags:
+        return False
+    if mode != CANARY_MODE:
+        return True
+    canary = registry.canary()
+    return canary is not None and str(canary.version) == version

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,8 +32,9 @@ FIRST_RUNS_SECONDS = 180
 class DevServer:
     """A running `make dev` and a GraphQL client for it."""
 
-    def __init__(self, process: subprocess.Popen, port: int, log: Path):
+    def __init__(self, process: subprocess.Popen, port: int, serving_port: int, log: Path):
         self.process, self.url, self.log = process, f"http://127.0.0.1:{port}", log
+        self.serving_url = f"http://127.0.0.1:{serving_port}"
 
     def graphql(self, query: str) -> dict[str, Any]:
         request = urllib.request.Request(
@@ -53,21 +55,28 @@ class DevServer:
 
 @pytest.fixture
 def dev_server(tmp_path: Path) -> Iterator[DevServer]:
-    port = free_port()
+    port, serving_port = free_port(), free_port()
     log = tmp_path / "make-dev.log"
     env = {**os.environ, DATA_DIR_VARIABLE: str(tmp_path / "data")}
     # On make's command line: the Makefile's own assignment would win over the environment.
     home = f"DAGSTER_HOME={tmp_path / 'dagster_home'}"
     with log.open("w") as out:
         process = subprocess.Popen(
-            ["make", "--no-print-directory", "dev", f"DAGSTER_PORT={port}", home],
+            [
+                "make",
+                "--no-print-directory",
+                "dev",
+                f"DAGSTER_PORT={port}",
+                f"SERVING_PORT={serving_port}",
+                home,
+            ],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal gives it
         )
-    server = DevServer(process, port, log)
+    server = DevServer(process, port, serving_port, log)
     try:
         yield server
     finally:  # make may be gone while its children are not: clear the whole group
@@ -172,6 +181,17 @@ def test_make_dev_serves_the_code_location_with_automation_on(
     assert partitions, runs
     for day in partitions:  # the instance and the lake are this test's, not the project's
         assert (tmp_path / "data" / "lake" / "raw_transactions" / f"{day}.parquet").is_file()
+
+    # The prediction service runs beside Dagster, not ready until a champion exists.
+    def serving_health() -> tuple[int, dict]:
+        try:
+            with urllib.request.urlopen(f"{dev_server.serving_url}/healthz", timeout=5) as answer:
+                return answer.status, json.load(answer)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
+
+    status, health = wait_for("the prediction service", STARTUP_SECONDS, serving_health)
+    assert (status, health["champion"]) == (503, None), health
 
     os.killpg(dev_server.process.pid, signal.SIGINT)  # Ctrl-C
     dev_server.process.wait(timeout=60)  # make itself dies of the SIGINT, as in a terminal

@@ -27,3 +27,8 @@ PREDICTION_DRIFT = "prediction_drift"
 ESTIMATED_PERFORMANCE = "estimated_performance"
 REALIZED_PERFORMANCE = "realized_performance"
 CHAMPION_AGE = "champion_age"
+
+# How canary_release released a version, as it records and canary_sensor reads: on the canary
+# alias, or straight to champion (the first model, or a canary share of 0).
+CANARY_MODE = "canary"
+DIRECT_MODE = "direct"

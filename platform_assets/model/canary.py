@@ -1,10 +1,12 @@
 """Canary against champion on their own live traffic: each comparison, then one verdict.
 
 Free of Dagster. Both variants serve a random sample of customers (sticky by customer), so on
-healthy models their error rates, latencies and score distributions agree, and so do their
-performance estimates. Each comparison waits for its minimum sample before it judges; any
-comparison past its limit rolls back at once, and a canary is promoted only after the soak, with
-enough predictions, and with every operational comparison judged and within its limit. The
+healthy models their error rates and latencies agree, each model's scores move away from its own
+holdout's as much as the other's do (two models score differently, so their scores are not
+compared with each other), and their performance estimates agree. Each comparison waits for its
+minimum sample before it judges; any comparison past its limit rolls back at once, and a canary
+is promoted only after the soak, with enough predictions, and with every operational comparison
+judged and within its limit. The
 performance figures are the monitoring stage's: the confidence-based estimate on each model's
 own calibration, and PR-AUC and recall at the operating precision on matured labels.
 """
@@ -15,7 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
-from platform_assets.ingestion.drift import binned_psi, decile_bins
+from platform_assets.ingestion.drift import binned_psi
 from platform_assets.model.suite import operating_point
 from platform_assets.monitoring.performance import estimated_pr_auc
 from platform_assets.monitoring.reference import calibrate
@@ -41,14 +43,15 @@ class Comparison:
 
 @dataclass(frozen=True)
 class Traffic:
-    """One variant's online predictions, its monitoring calibration, and the labels known.
+    """One variant's online predictions, its monitoring reference, and the labels known.
 
     ``rows`` are prediction-log rows (``score``, ``latency_ms``, ``error``, ``transaction_id``);
-    ``labelled`` maps the transaction ids whose labels have matured to 1 (fraud) or 0.
+    ``reference`` is the model's monitoring reference (its holdout's score deciles and its
+    calibration); ``labelled`` maps the transaction ids whose labels have matured to 1 or 0.
     """
 
     rows: pl.DataFrame
-    calibration: dict[str, list[float]]
+    reference: dict[str, Any]
     labelled: dict[str, int]
 
 
@@ -134,13 +137,15 @@ def _served(champion: Traffic, canary: Traffic, policy: ReleasePolicy) -> list[C
         ]
     p99 = [float(np.quantile(rows["latency_ms"].to_numpy(), 0.99)) for rows in served]
     latency_limit = max(p99[0] * policy.max_p99_latency_ratio, p99[0] + policy.latency_slack_ms)
-    psi = binned_psi(decile_bins(served[0]["score"]), served[1]["score"])
+    variants = ((served[0]["score"], champion), (served[1]["score"], canary))
+    # Each model's live scores against its own holdout's, as monitoring's prediction drift.
+    psi = [binned_psi(traffic.reference["scores"], scores) for scores, traffic in variants]
+    psi_limit = psi[0] + policy.max_score_psi
     estimates = [
-        estimated_pr_auc(scores, calibrate(scores, traffic.calibration))
-        for scores, traffic in (
-            (served[0]["score"].to_numpy(), champion),
-            (served[1]["score"].to_numpy(), canary),
+        estimated_pr_auc(
+            scores.to_numpy(), calibrate(scores.to_numpy(), t.reference["calibration"])
         )
+        for scores, t in variants
     ]
     estimate_limit = estimates[0] * (1 - policy.max_estimated_pr_auc_drop)
     return [
@@ -149,8 +154,8 @@ def _served(champion: Traffic, canary: Traffic, policy: ReleasePolicy) -> list[C
             _judge(p99[1], latency_limit, True, worse_when_higher=True),
         ),
         Comparison(
-            "score_psi", 0.0, psi, policy.max_score_psi, samples,
-            _judge(psi, policy.max_score_psi, True, worse_when_higher=True),
+            "score_psi", psi[0], psi[1], psi_limit, samples,
+            _judge(psi[1], psi_limit, True, worse_when_higher=True),
         ),
         Comparison(
             "estimated_pr_auc", estimates[0], estimates[1], estimate_limit, samples,

@@ -16,10 +16,9 @@ import polars as pl
 from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, Output, asset
 
 from platform_assets.common.catalog import DEPLOYMENT, catalog
-from platform_assets.common.keys import FRAUD_LABELS
+from platform_assets.common.keys import DIRECT_MODE, FRAUD_LABELS
 from platform_assets.common.markdown import to_markdown
 from platform_assets.model.canary import Traffic, as_records, compare, decide
-from platform_assets.model.canary_release import DIRECT_MODE
 from platform_assets.monitoring.reference import REFERENCE_FILE
 from resources.alerting import Alerter
 from resources.clock import Clock
@@ -67,18 +66,18 @@ def canary_analysis(
             context, canary_release, "ended", f"v{version} is no longer on {CANARY}", [], {}
         )
     now = clock.now()
-    rows = prediction_log.read_versions(ONLINE, [version, str(champion.version)])
+    # Both variants' answers during this release, as the service stamped them.
+    rows = prediction_log.read_versions(ONLINE, [version, str(champion.version)]).filter(
+        pl.col("release") == model_registry.release_of(canary)
+    )
     canary_rows = rows.filter((pl.col("variant") == CANARY) & (pl.col("model_version") == version))
-    first = canary_rows["logged_at"].min()
     champion_rows = rows.filter(
-        (pl.col("variant") == CHAMPION)
-        & (pl.col("model_version") == str(champion.version))
-        & (pl.col("logged_at") >= first if first is not None else pl.lit(False))
+        (pl.col("variant") == CHAMPION) & (pl.col("model_version") == str(champion.version))
     )
     labelled = _matured_labels(pl.concat([canary_rows, champion_rows]), lake, label_policy, now)
     comparisons = compare(
-        Traffic(champion_rows, _calibration(model_registry, champion), labelled),
-        Traffic(canary_rows, _calibration(model_registry, canary), labelled),
+        Traffic(champion_rows, _reference(model_registry, champion), labelled),
+        Traffic(canary_rows, _reference(model_registry, canary), labelled),
         float(champion.tags.get(OPERATING_PRECISION_TAG, 0.5)),
         release_policy,
     )
@@ -92,11 +91,10 @@ def canary_analysis(
     return _verdict(context, canary_release, verdict, reason, as_records(comparisons), figures)
 
 
-def _calibration(registry: ModelRegistry, version: Any) -> dict[str, list[float]]:
-    """The version's score-to-fraud-rate map from its monitoring reference."""
+def _reference(registry: ModelRegistry, version: Any) -> dict[str, Any]:
+    """The version's monitoring reference: its holdout's score deciles and its calibration."""
     with tempfile.TemporaryDirectory() as folder:
-        reference = json.loads(registry.run_artifact(version, REFERENCE_FILE, folder).read_text())
-    return reference["calibration"]
+        return json.loads(registry.run_artifact(version, REFERENCE_FILE, folder).read_text())
 
 
 def _matured_labels(
@@ -153,6 +151,7 @@ def _verdict(
     }
     metadata: dict[str, Any] = {
         "candidate_version": MetadataValue.text(release["version"]),
+        "mode": MetadataValue.text(release["mode"]),
         "verdict": MetadataValue.text(verdict),
         "reason": MetadataValue.text(reason),
     }

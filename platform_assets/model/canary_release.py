@@ -11,13 +11,11 @@ from typing import Any
 from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, Output, asset
 
 from platform_assets.common.catalog import DEPLOYMENT, catalog
+from platform_assets.common.keys import CANARY_MODE, DIRECT_MODE
 from resources.alerting import Alerter
 from resources.clock import Clock
 from resources.model_registry import CANARY, ModelRegistry
 from resources.release_policy import ReleasePolicy
-
-CANARY_MODE = "canary"
-DIRECT_MODE = "direct"
 
 
 @asset(

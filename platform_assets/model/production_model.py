@@ -11,7 +11,7 @@ from typing import Any
 from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from platform_assets.common.catalog import DEPLOYMENT, catalog
-from platform_assets.model.canary_release import CANARY_MODE
+from platform_assets.common.keys import CANARY_MODE
 from resources.alerting import Alerter
 from resources.clock import Clock
 from resources.model_registry import (

@@ -11,6 +11,7 @@ Run it (local, after a champion exists)::
 """
 
 import argparse
+import datetime
 import hmac
 import os
 import time
@@ -20,11 +21,11 @@ from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from resources.model_registry import ModelRegistry
 from serving.model.deployment import DeploymentWatcher
-from serving.model.features import OnlineFeatureReader, Payment
+from serving.model.features import FeaturesNotReady, OnlineFeatureReader, Payment
 from serving.model.log_writer import PredictionLogWriter
 from serving.model.metrics import ServiceMetrics
 from serving.model.predictor import NoModel, Predictor, Scored
@@ -33,6 +34,9 @@ from serving.model.predictor import NoModel, Predictor, Scored
 MAX_BATCH = 1_000
 ADMIN_TOKEN_VARIABLE = "FLYWHEEL_SERVING_ADMIN_TOKEN"
 _INT64_MAX = 2**63 - 1
+# Payments are scored as they happen: times outside these bounds are input errors.
+_EARLIEST = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_LATEST = datetime.datetime(2100, 1, 1, tzinfo=datetime.UTC)
 
 
 class PaymentRequest(BaseModel):
@@ -48,6 +52,13 @@ class PaymentRequest(BaseModel):
     timestamp: AwareDatetime | None = Field(
         default=None, description="When the payment happens; default: when it is received."
     )
+
+    @field_validator("timestamp")
+    @classmethod
+    def _plausible(cls, value: datetime.datetime | None) -> datetime.datetime | None:
+        if value is not None and not _EARLIEST <= value < _LATEST:
+            raise ValueError("must be between 1970-01-01 and 2100-01-01 (UTC)")
+        return value
 
     def payment(self) -> Payment:
         """The payment as the feature reader takes it."""
@@ -107,7 +118,7 @@ def create_app(
             scored = predictor.score(
                 [r.payment() for r in requests], [r.transaction_id for r in requests], started
             )
-        except NoModel as error:
+        except (NoModel, FeaturesNotReady) as error:
             metrics.request(endpoint, 503)
             raise HTTPException(503, str(error)) from error
         writer.submit(scored.log_rows)
@@ -140,6 +151,13 @@ def create_app(
     async def prometheus() -> PlainTextResponse:
         return PlainTextResponse(metrics.exposition(), media_type=metrics.content_type)
 
+    _admin_routes(app, watcher, admin_token)
+    return app
+
+
+def _admin_routes(app: FastAPI, watcher: DeploymentWatcher, admin_token: str | None) -> None:
+    """``/admin/reload`` and ``/admin/rollback``, behind the admin token."""
+
     def authorize(authorization: str | None) -> None:
         if not admin_token:
             raise HTTPException(403, f"admin actions are disabled: set {ADMIN_TOKEN_VARIABLE}")
@@ -169,8 +187,6 @@ def create_app(
                 raise HTTPException(409, str(error)) from error
         deployment = watcher.refresh()
         return {"action": action, "champion": deployment.champion and deployment.champion.version}
-
-    return app
 
 
 def _predictions(scored: Scored, model_name: str) -> list[Prediction]:

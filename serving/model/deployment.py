@@ -47,6 +47,7 @@ class Deployment:
     champion: LoadedModel | None = None
     canary: LoadedModel | None = None
     canary_share: float = 0.0
+    release: str | None = None  # the canary release's id, stamped on its rows in the log
 
 
 @dataclass
@@ -87,12 +88,13 @@ class DeploymentWatcher:
         with self._lock:
             current = self.deployment
             champion = self._model(self.registry.aliased(CHAMPION), current.champion)
-            canary, share = None, 0.0
+            canary, share, release = None, 0.0, None
             canary_version = self.registry.aliased(CANARY)
             if canary_version is not None:
                 share = self._share(canary_version)
                 canary = self._model(canary_version, None) if share > 0 else None
-            self.deployment = Deployment(champion, canary, share)
+                release = self.registry.release_of(canary_version) if canary else None
+            self.deployment = Deployment(champion, canary, share if canary else 0.0, release)
             return self.deployment
 
     def _follow(self) -> None:

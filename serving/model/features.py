@@ -7,6 +7,7 @@ What this skips is the generic request planning of ``get_online_features`` (seve
 milliseconds a call here, ``bench/serving.py``), done once when the reader is built.
 """
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,10 @@ from resources.feature_store import FeatureStoreResource
 
 if TYPE_CHECKING:
     from feast import FeatureView, OnDemandFeatureView
+
+
+class FeaturesNotReady(RuntimeError):
+    """The feature store has not been applied yet: nothing can be scored."""
 
 
 @dataclass(frozen=True)
@@ -36,25 +41,42 @@ class _StoredView:
 
 
 class OnlineFeatureReader:
-    """Reads the feature service's values for payments from the online store, in batches."""
+    """Reads the feature service's values for payments from the online store, in batches.
+
+    The feature service is looked up on the first read, so the service can start before
+    ``feature_store_registry`` has applied the repository (as on a fresh ``make dev``).
+    """
 
     def __init__(self, feature_store: FeatureStoreResource):
-        store = feature_store.store()
-        service = store.get_feature_service(feature_store.feature_service)
-        on_demand = {view.name: view for view in store.list_on_demand_feature_views()}
-        self._store = store
-        self._provider = store._get_provider()  # noqa: SLF001 (Feast's online read, unplanned)
+        self.feature_store = feature_store
         self._stored: list[_StoredView] = []
         self._on_demand: list[OnDemandFeatureView] = []
-        for projection in service.feature_view_projections:
-            if projection.name in on_demand:
-                self._on_demand.append(on_demand[projection.name])
-                continue
-            view = store.get_feature_view(projection.name)
-            (key,) = view.join_keys
-            names = [feature.name for feature in projection.features]
-            self._stored.append(_StoredView(view, key, names))
-        self.entities = {stored.key: stored.view.name for stored in self._stored}
+        self._lock = threading.Lock()
+
+    def _plan(self) -> None:
+        """Resolve the service's views once: which to read and which to compute."""
+        with self._lock:
+            if self._stored:
+                return
+            store = self.feature_store.store()
+            try:
+                service = store.get_feature_service(self.feature_store.feature_service)
+            except Exception as error:
+                raise FeaturesNotReady(
+                    f"feature service {self.feature_store.feature_service!r} is not in the Feast "
+                    f"registry ({error}): materialize feature_store_registry"
+                ) from error
+            on_demand = {view.name: view for view in store.list_on_demand_feature_views()}
+            for projection in service.feature_view_projections:
+                if projection.name in on_demand:
+                    self._on_demand.append(on_demand[projection.name])
+                    continue
+                view = store.get_feature_view(projection.name)
+                (key,) = view.join_keys
+                names = [feature.name for feature in projection.features]
+                self._stored.append(_StoredView(view, key, names))
+            self._store = store
+            self._provider = store._get_provider()  # noqa: SLF001 (Feast's online read)
 
     def read(self, payments: Sequence[Payment]) -> tuple[dict[str, list[Any]], list[list[str]]]:
         """Every feature of the service for each payment, and the entity keys not found.
@@ -67,6 +89,7 @@ class OnlineFeatureReader:
         from feast.protos.feast.types.Value_pb2 import Value
         from feast.type_map import feast_value_type_to_python_type
 
+        self._plan()
         columns: dict[str, list[Any]] = {
             "amount": [p.amount for p in payments],
             "country": [p.country for p in payments],

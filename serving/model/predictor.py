@@ -70,11 +70,11 @@ class Predictor:
     ) -> Scored:
         """Score ``payments``; ``started`` is the request's ``time.perf_counter()`` start."""
         deployment = self.deployment()
-        champion = deployment.champion
-        if champion is None:
+        if deployment.champion is None:
             raise NoModel("no champion model is loaded yet")
         columns, unknown = self.features.read(payments)
-        routed_at = time.perf_counter()
+        # Each answer's latency: the shared feature read plus its own model's scoring.
+        latency_ms = np.full(len(payments), (time.perf_counter() - started) * 1000)
         variants = [
             CANARY
             if deployment.canary
@@ -82,26 +82,10 @@ class Predictor:
             else CHAMPION
             for p in payments
         ]
-        scores = np.zeros(len(payments))
-        models: list[LoadedModel] = [champion] * len(payments)
-        # Each answer's latency: the shared feature read plus its own model's scoring.
-        latency_ms = np.full(len(payments), (routed_at - started) * 1000)
-        failures: list[tuple[str, str, str]] = []
-        canary_rows = [i for i, v in enumerate(variants) if v == CANARY]
-        if deployment.canary is not None and canary_rows:
-            try:
-                scores[canary_rows], took = _predict(deployment.canary, columns, canary_rows)
-                latency_ms[canary_rows] += took
-                for i in canary_rows:
-                    models[i] = deployment.canary
-            except Exception as error:
-                failures.append((CANARY, deployment.canary.version, f"{error}"))
-                for i in canary_rows:
-                    variants[i] = CHAMPION
-        champion_rows = [i for i, v in enumerate(variants) if v == CHAMPION]
-        if champion_rows:
-            scores[champion_rows], took = _predict(champion, columns, champion_rows)
-            latency_ms[champion_rows] += took
+        scores, models, failure = _score_variants(deployment, columns, variants, latency_ms)
+        failed = [i for i, v in enumerate(variants) if v == CANARY] if failure else []
+        for i in failed:  # answered by the champion
+            variants[i] = CHAMPION
         answers = [
             ScoredPayment(
                 request_id=uuid.uuid4().hex,
@@ -119,12 +103,12 @@ class Predictor:
             self._log_row(answer, payments[i], columns, models[i], i, float(latency_ms[i]))
             for i, answer in enumerate(answers)
         ]
-        if failures and deployment.canary is not None:
-            rows += [
-                self._error_row(answers[i], payments[i], deployment.canary, failures[0][2])
-                for i in canary_rows
-            ]
-        return Scored(answers, rows, failures)
+        if failure and deployment.canary is not None:
+            rows += [self._error_row(answers[i], payments[i], deployment.canary, failure[2])
+                     for i in failed]  # fmt: skip
+        for row in rows:
+            row["release"] = deployment.release
+        return Scored(answers, rows, [failure] if failure else [])
 
     def _log_row(
         self,
@@ -175,6 +159,37 @@ class Predictor:
             "threshold": model.threshold,
             "logged_at": datetime.datetime.now(datetime.UTC),
         }
+
+
+def _score_variants(
+    deployment: Deployment,
+    columns: dict[str, list[Any]],
+    variants: list[str],
+    latency_ms: np.ndarray,
+) -> tuple[np.ndarray, list[LoadedModel], tuple[str, str, str] | None]:
+    """Each payment's score and model; a canary that fails leaves its payments to the champion.
+
+    ``latency_ms`` gains each payment's own model time.
+    """
+    assert deployment.champion is not None
+    scores = np.zeros(len(variants))
+    models = [deployment.champion] * len(variants)
+    failure = None
+    canary_rows = [i for i, v in enumerate(variants) if v == CANARY]
+    champion_rows = [i for i, v in enumerate(variants) if v == CHAMPION]
+    if deployment.canary is not None and canary_rows:
+        try:
+            scores[canary_rows], took = _predict(deployment.canary, columns, canary_rows)
+            latency_ms[canary_rows] += took
+            for i in canary_rows:
+                models[i] = deployment.canary
+        except Exception as error:
+            failure = (CANARY, deployment.canary.version, f"{error}")
+            champion_rows = sorted(champion_rows + canary_rows)
+    if champion_rows:
+        scores[champion_rows], took = _predict(deployment.champion, columns, champion_rows)
+        latency_ms[champion_rows] += took
+    return scores, models, failure
 
 
 def _predict(

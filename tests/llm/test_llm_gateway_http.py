@@ -1,14 +1,11 @@
 """The gateway over HTTP: the official openai SDK talks to it like to any OpenAI-compatible API."""
 
-import threading
-import time
-
 import httpx
 import openai
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from support.llm_harness import USE_CASE, LLMStack
+from support.servers import serve
 
 from serving.llm.app import create_app
 
@@ -19,20 +16,8 @@ pytestmark = pytest.mark.unit
 def served(tmp_path):
     stack = LLMStack(tmp_path)
     stack.sync_index()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(stack.gateway(), [USE_CASE]), host="127.0.0.1", port=0, log_level="error"
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield stack, f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=5)
+    with serve(create_app(stack.gateway(), [USE_CASE])) as url:
+        yield stack, url
 
 
 def test_the_openai_sdk_gets_an_answer_a_cache_hit_and_can_send_feedback(served):

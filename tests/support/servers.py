@@ -1,11 +1,14 @@
-"""For tests that start a real server in its own process: a free port, and waiting for it."""
+"""For tests that start a real server: a free port, waiting for it, an app served in a thread."""
 
+import contextlib
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+import uvicorn
 
 
 def free_port() -> int:
@@ -26,3 +29,20 @@ def wait_for(what: str, seconds: float, probe: Callable[[], Any]) -> Any:
             pass
         time.sleep(2)
     pytest.fail(f"{what} not seen within {seconds} s")
+
+
+@contextlib.contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run an ASGI app on uvicorn in a thread on a free loopback port; yield its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
