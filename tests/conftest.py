@@ -1,4 +1,9 @@
-"""Shared fixtures: a temporary Dagster instance and a local environment under ``tmp_path``."""
+"""Shared fixtures: a temporary Dagster instance and a local environment under ``tmp_path``.
+
+The suite runs on two xdist workers, a file at a time (``-n 2 --dist loadfile`` in
+pyproject.toml), so a module's fixtures are built once. Files are handed out in collection order:
+the longest ones go first, so neither worker is left with one at the end while the other idles.
+"""
 
 from collections.abc import Iterator
 from pathlib import Path
@@ -6,6 +11,26 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance, instance_for_test
 from support.harness import LocalPlatform
+
+TESTS = Path(__file__).parent
+# The files that take minutes, with their seconds in one run on two cores (`--durations`); every
+# other file takes under a minute and keeps its place after them.
+LONGEST_FILES = {
+    "model/test_model_lifecycle.py": 610,  # a dozen trainings on 24 days of 10,000 payments
+    "monitoring/test_monitoring_loop.py": 490,  # one test: 76 simulated days
+    "test_dagster_dev.py": 200,  # `make dev` in a subprocess
+    "ingestion/test_ingestion_assets.py": 50,
+    "features/test_feature_assets.py": 50,
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def seconds(item: pytest.Item) -> int:
+        if not item.path.is_relative_to(TESTS):
+            return 0
+        return LONGEST_FILES.get(item.path.relative_to(TESTS).as_posix(), 0)
+
+    items.sort(key=seconds, reverse=True)  # stable: a file's tests stay together and in order
 
 
 @pytest.fixture
