@@ -101,11 +101,12 @@ def as_records(comparisons: list[Comparison]) -> list[dict[str, Any]]:
     return [asdict(c) for c in comparisons]
 
 
-def _judge(value: float, limit: float, enough: bool, worse_when_higher: bool) -> Judgement:
-    if not enough:
-        return "waiting"
-    past = value > limit if worse_when_higher else value < limit
-    return "rollback" if past else "ok"
+def _compared(
+    metric: str, values: list[float], limit: float, samples: str, higher_is_worse: bool
+) -> Comparison:
+    """Champion's and canary's ``values`` of ``metric``, the canary judged against ``limit``."""
+    past = values[1] > limit if higher_is_worse else values[1] < limit
+    return Comparison(metric, values[0], values[1], limit, samples, "rollback" if past else "ok")
 
 
 def _error_rate(champion: pl.DataFrame, canary: pl.DataFrame, policy: ReleasePolicy) -> Comparison:
@@ -114,15 +115,10 @@ def _error_rate(champion: pl.DataFrame, canary: pl.DataFrame, policy: ReleasePol
         for rows in (champion, canary)
     ]
     limit = rates[0] + policy.max_error_rate_increase
-    enough = min(champion.height, canary.height) >= policy.min_sample
-    return Comparison(
-        "error_rate",
-        rates[0],
-        rates[1],
-        limit,
-        _samples(champion.height, canary.height, policy.min_sample),
-        _judge(rates[1], limit, enough, worse_when_higher=True),
-    )
+    samples = _samples(champion.height, canary.height, policy.min_sample)
+    if min(champion.height, canary.height) < policy.min_sample:
+        return Comparison("error_rate", None, None, None, samples, "waiting")
+    return _compared("error_rate", rates, limit, samples, higher_is_worse=True)
 
 
 def _served(champion: Traffic, canary: Traffic, policy: ReleasePolicy) -> list[Comparison]:
@@ -149,19 +145,10 @@ def _served(champion: Traffic, canary: Traffic, policy: ReleasePolicy) -> list[C
     ]
     estimate_limit = estimates[0] * (1 - policy.max_estimated_pr_auc_drop)
     return [
-        Comparison(
-            "p99_latency_ms", p99[0], p99[1], latency_limit, samples,
-            _judge(p99[1], latency_limit, True, worse_when_higher=True),
-        ),
-        Comparison(
-            "score_psi", psi[0], psi[1], psi_limit, samples,
-            _judge(psi[1], psi_limit, True, worse_when_higher=True),
-        ),
-        Comparison(
-            "estimated_pr_auc", estimates[0], estimates[1], estimate_limit, samples,
-            _judge(estimates[1], estimate_limit, True, worse_when_higher=False),
-        ),
-    ]  # fmt: skip
+        _compared("p99_latency_ms", p99, latency_limit, samples, higher_is_worse=True),
+        _compared("score_psi", psi, psi_limit, samples, higher_is_worse=True),
+        _compared("estimated_pr_auc", estimates, estimate_limit, samples, higher_is_worse=False),
+    ]
 
 
 def _realized(
@@ -195,15 +182,11 @@ def _realized(
     pr_limit = pr_auc[0] * (1 - policy.max_realized_pr_auc_drop)
     recall_limit = recall[0] * (1 - policy.max_recall_drop)
     return [
-        Comparison(
-            "realized_pr_auc", pr_auc[0], pr_auc[1], pr_limit, samples,
-            _judge(pr_auc[1], pr_limit, True, worse_when_higher=False),
+        _compared("realized_pr_auc", pr_auc, pr_limit, samples, higher_is_worse=False),
+        _compared(
+            "realized_recall_at_precision", recall, recall_limit, samples, higher_is_worse=False
         ),
-        Comparison(
-            "realized_recall_at_precision", recall[0], recall[1], recall_limit, samples,
-            _judge(recall[1], recall_limit, True, worse_when_higher=False),
-        ),
-    ]  # fmt: skip
+    ]
 
 
 def _samples(champion: int, canary: int, needed: int) -> str:

@@ -16,7 +16,7 @@ import polars as pl
 from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, Output, asset
 
 from platform_assets.common.catalog import DEPLOYMENT, catalog
-from platform_assets.common.keys import DIRECT_MODE, FRAUD_LABELS
+from platform_assets.common.keys import CANARY_MODE, DIRECT_MODE, FRAUD_LABELS
 from platform_assets.common.markdown import to_markdown
 from platform_assets.model.canary import Traffic, as_records, compare, decide
 from platform_assets.monitoring.reference import REFERENCE_FILE
@@ -56,15 +56,19 @@ def canary_analysis(
     clock: Clock,
     alerter: Alerter,
 ) -> Output[dict[str, Any]]:
-    """The release's verdict: continue, roll back (done here) or promote, with every figure."""
-    version = canary_release["version"]
-    if canary_release["mode"] == DIRECT_MODE:
-        return _verdict(context, canary_release, "promote", canary_release["reason"], [], {})
+    """The verdict on the version on ``canary``: continue, roll back (done here) or promote.
+
+    The registry says what is on release: whatever ``canary`` names (``canary_release`` put it
+    there, or a person did) is analysed. With no canary, a direct release is promoted at once.
+    """
     canary, champion = model_registry.canary(), model_registry.champion()
-    if canary is None or str(canary.version) != version or champion is None:
-        return _verdict(
-            context, canary_release, "ended", f"v{version} is no longer on {CANARY}", [], {}
-        )
+    if canary is None or champion is None:
+        if canary_release["mode"] == DIRECT_MODE:
+            release = (canary_release["version"], DIRECT_MODE)
+            return _verdict(context, release, "promote", canary_release["reason"], [], {})
+        release = (canary_release["version"], CANARY_MODE)
+        return _verdict(context, release, "ended", f"no version is on {CANARY} now", [], {})
+    version = str(canary.version)
     now = clock.now()
     # Both variants' answers during this release, as the service stamped them.
     rows = prediction_log.read_versions(ONLINE, [version, str(champion.version)]).filter(
@@ -88,7 +92,8 @@ def canary_analysis(
     if verdict == "rollback":
         _roll_back(model_registry, alerter, version, str(champion.version), reason)
     figures = {"soak_hours": soak, "canary_predictions": served, "now": now.isoformat()}
-    return _verdict(context, canary_release, verdict, reason, as_records(comparisons), figures)
+    release = (version, CANARY_MODE)
+    return _verdict(context, release, verdict, reason, as_records(comparisons), figures)
 
 
 def _reference(registry: ModelRegistry, version: Any) -> dict[str, Any]:
@@ -134,24 +139,25 @@ def _roll_back(
 
 def _verdict(
     context: AssetExecutionContext,
-    release: dict[str, Any],
+    release: tuple[str, str],
     verdict: str,
     reason: str,
     comparisons: list[dict[str, Any]],
     figures: dict[str, Any],
 ) -> Output[dict[str, Any]]:
-    context.log.info(f"v{release['version']}: {verdict}: {reason}")
+    version, mode = release
+    context.log.info(f"v{version}: {verdict}: {reason}")
     record = {
-        "version": release["version"],
-        "mode": release["mode"],
+        "version": version,
+        "mode": mode,
         "verdict": verdict,
         "reason": reason,
         "comparisons": comparisons,
         **figures,
     }
     metadata: dict[str, Any] = {
-        "candidate_version": MetadataValue.text(release["version"]),
-        "mode": MetadataValue.text(release["mode"]),
+        "candidate_version": MetadataValue.text(version),
+        "mode": MetadataValue.text(mode),
         "verdict": MetadataValue.text(verdict),
         "reason": MetadataValue.text(reason),
     }

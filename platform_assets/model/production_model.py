@@ -42,17 +42,18 @@ def production_model(
     Refuses anything but the released version with a promote verdict, and a canary that is no
     longer on its alias (rolled back since), so only a gated, soaked candidate is promoted.
     """
-    version = canary_release["version"]
-    if canary_analysis["version"] != version or canary_analysis["verdict"] != "promote":
+    version = canary_analysis["version"]
+    if canary_analysis["verdict"] != "promote":
         raise ValueError(
-            f"canary_analysis says {canary_analysis['verdict']!r} for "
-            f"v{canary_analysis['version']}, not 'promote' for released v{version}: "
-            f"{canary_analysis['reason']}"
+            f"canary_analysis says {canary_analysis['verdict']!r} for v{version}, not "
+            f"'promote': {canary_analysis['reason']}"
         )
-    if canary_release["mode"] == CANARY_MODE:
+    if canary_analysis["mode"] == CANARY_MODE:
         on_canary = model_registry.canary()
         if on_canary is None or str(on_canary.version) != version:
             raise ValueError(f"v{version} is no longer on {CANARY}: it was rolled back or replaced")
+    elif version != canary_release["version"]:
+        raise ValueError(f"v{version} is not the released version v{canary_release['version']}")
     previous = model_registry.promote(version)
     model_registry.end_canary()
     promoted_at = clock.now().isoformat()
@@ -62,7 +63,7 @@ def production_model(
     )
     alerter.send(
         title=f"{model_registry.model_name} v{version} promoted to {CHAMPION}",
-        message=f"{canary_release['mode']} release: {canary_analysis['reason']}; replaces "
+        message=f"{canary_analysis['mode']} release: {canary_analysis['reason']}; replaces "
         f"{previous or 'no champion'}",
         severity="info",
         asset="production_model",
@@ -86,6 +87,8 @@ def production_model(
             "champion_version": MetadataValue.text(version),
             "previous_champion": MetadataValue.text(previous or "none"),
             "rollback": MetadataValue.text(rollback),
-            "release": MetadataValue.text(f"{canary_release['mode']}: {canary_analysis['reason']}"),
+            "release": MetadataValue.text(
+                f"{canary_analysis['mode']}: {canary_analysis['reason']}"
+            ),
         },
     )
