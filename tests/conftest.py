@@ -13,14 +13,15 @@ from dagster import DagsterInstance, instance_for_test
 from support.harness import LocalPlatform
 
 TESTS = Path(__file__).parent
-# The files that take minutes, with their seconds in one run on two cores (`--durations`); every
-# other file takes under a minute and keeps its place after them.
+# The files that take minutes, with their seconds on one of two xdist workers on two cores;
+# every other file takes under a minute and keeps its place after them.
 LONGEST_FILES = {
-    "model/test_model_lifecycle.py": 610,  # a dozen trainings on 24 days of 10,000 payments
-    "monitoring/test_monitoring_loop.py": 490,  # one test: 76 simulated days
-    "test_dagster_dev.py": 200,  # `make dev` in a subprocess
-    "ingestion/test_ingestion_assets.py": 50,
-    "features/test_feature_assets.py": 50,
+    "monitoring/test_monitoring_loop.py": 560,  # one test: 76 simulated days
+    "model/test_model_lifecycle.py": 400,  # a dozen trainings on 24 days of 10,000 payments
+    "serving/test_online_serving.py": 180,  # module fixture: 14 days, two trainings
+    "test_dagster_dev.py": 150,  # `make dev` in a subprocess
+    "ingestion/test_ingestion_assets.py": 30,
+    "features/test_feature_assets.py": 30,
 }
 
 
