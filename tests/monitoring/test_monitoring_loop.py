@@ -84,6 +84,9 @@ def estimate_and_reality(driver: LoopDriver) -> dict[str, dict]:
     return days
 
 
+# About 8 minutes alone; 9 to 10 beside the other xdist worker on two cores, past the suite's
+# 600 s limit (pyproject.toml), which stays the limit of every other test.
+@pytest.mark.timeout(900)
 def test_concept_drift_retrains_once_and_a_harmless_shift_only_warns(tmp_path):
     with instance_for_test() as instance:
         platform = LocalPlatform(
