@@ -1,18 +1,38 @@
 """For tests that start a real server: a free port, waiting for it, an app served in a thread."""
 
 import contextlib
+import random
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 
+# Linux hands out the ports of this range to every bind to port 0 and every outgoing connection.
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PORT = 10_000
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    """A TCP port on 127.0.0.1 that nothing listens on right now.
+
+    Drawn below the ephemeral range where there is one, so that between this call and the
+    server binding the port (seconds, for `make dev`), no other process can get it by binding
+    port 0 or connecting out, as the other xdist worker's servers and clients do all the time.
+    """
+    below = int(EPHEMERAL_RANGE.read_text().split()[0]) if EPHEMERAL_RANGE.exists() else 0
+    draws = 100 if below > LOWEST_PORT + 1_000 else 0
+    for port in (random.SystemRandom().randrange(LOWEST_PORT, below) for _ in range(draws)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:  # taken: draw another
+                continue
+            return port
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
