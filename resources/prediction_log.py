@@ -44,6 +44,8 @@ LOG_COLUMNS: dict[str, Any] = {
     "release": pl.String,
 }
 _SQLITE_BATCH_ROWS = "adbc.sqlite.query.batch_rows"
+# Filled by the prediction service only; other writers may leave them out (written empty).
+ONLINE_ONLY = ("latency_ms", "error", "release")
 # Column types for columns added to an existing table (new features, newer log columns).
 _SQL_TYPES = {pl.Float64: "DOUBLE PRECISION", pl.String: "TEXT", pl.Int64: "BIGINT"}
 
@@ -75,6 +77,11 @@ class PredictionLog(ConfigurableResource):
 
     def _write(self, rows: pl.DataFrame, replacing: tuple[str, str] | None) -> int:
         """Insert ``rows`` in one transaction, first deleting the (day, source) ``replacing``."""
+        rows = rows.with_columns(
+            pl.lit(None, LOG_COLUMNS[name]).alias(name)
+            for name in ONLINE_ONLY
+            if name not in rows.columns
+        )
         missing = sorted(set(LOG_COLUMNS) - set(rows.columns))
         if missing:
             raise ValueError(f"prediction log rows lack the columns {missing}")

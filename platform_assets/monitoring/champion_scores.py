@@ -128,7 +128,4 @@ def _log_rows(
         threshold=pl.lit(threshold),
         decision=pl.col("score") >= threshold,
         logged_at=pl.lit(clock.now()).dt.cast_time_unit("us"),
-        latency_ms=pl.lit(None, pl.Float64),
-        error=pl.lit(None, pl.String),
-        release=pl.lit(None, pl.String),
     )
