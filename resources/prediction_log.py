@@ -8,6 +8,7 @@ data folder; in production a PostgreSQL database. Both are written and read thro
 moves Arrow batches in bulk: a million rows in about three seconds each way on this machine.
 """
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
@@ -151,18 +152,12 @@ class PredictionLog(ConfigurableResource):
     @contextmanager
     def _connection(self) -> Iterator[Any]:
         if self.url.startswith(SQLITE_PREFIX):
-            import sqlite3
-
             import adbc_driver_sqlite.dbapi
 
             path = Path(self.url.removeprefix(SQLITE_PREFIX))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # The prediction service writes while assets read: readers never block the writer
-            # (write-ahead log, a setting of the file, set outside any transaction), and a
-            # writer waits for another's lock instead of failing.
-            with closing(sqlite3.connect(path)) as setup:
-                setup.execute("PRAGMA journal_mode = WAL")
+            _write_ahead_log(path)
             connection = adbc_driver_sqlite.dbapi.connect(str(path))
+            # A writer waits for another's lock instead of failing.
             with connection.cursor() as cursor:
                 cursor.execute("PRAGMA busy_timeout = 10000")
         elif self.url.startswith(POSTGRES_PREFIXES):
@@ -190,3 +185,17 @@ class PredictionLog(ConfigurableResource):
                 raise
             connection.rollback()
             return set()
+
+
+@functools.cache
+def _write_ahead_log(path: Path) -> None:
+    """Put the SQLite file in write-ahead-log mode, once per process and file.
+
+    The prediction service writes while assets read: with the log, readers never block the
+    writer. The mode is a setting of the file, and can only be set outside a transaction.
+    """
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path)) as setup:
+        setup.execute("PRAGMA journal_mode = WAL")

@@ -33,9 +33,7 @@ ANALYSIS_INTERVAL_SECONDS = 60
     f"{ANALYSIS_INTERVAL_SECONDS} s (which rolls back a bad canary itself); requests "
     "production_model when an analysis says promote.",
 )
-def canary_sensor(
-    context: SensorEvaluationContext, model_registry: ModelRegistry
-) -> SensorResult | SkipReason:
+def canary_sensor(context: SensorEvaluationContext, model_registry: ModelRegistry) -> SensorResult:
     """Promote on a new promote verdict; otherwise analyse the canary if one is live."""
     after = json.loads(context.cursor)["after"] if context.cursor else None
     records = context.instance.fetch_materializations(

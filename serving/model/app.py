@@ -23,7 +23,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from resources.alerting import Alerter
+from resources.feature_store import FeatureStoreResource
 from resources.model_registry import ModelRegistry
+from resources.prediction_log import PredictionLog
 from serving.model.deployment import DeploymentWatcher
 from serving.model.features import FeaturesNotReady, OnlineFeatureReader, Payment
 from serving.model.log_writer import PredictionLogWriter
@@ -208,9 +211,9 @@ def _predictions(scored: Scored, model_name: str) -> list[Prediction]:
 
 def build_service(
     registry: ModelRegistry,
-    feature_store: Any,
-    prediction_log: Any,
-    alerter: Any,
+    feature_store: FeatureStoreResource,
+    prediction_log: PredictionLog,
+    alerter: Alerter,
     poll_seconds: float = 5.0,
 ) -> tuple[FastAPI, DeploymentWatcher, PredictionLogWriter]:
     """The service on these resources, its watcher and log writer started."""
