@@ -33,7 +33,6 @@ from dagster import (
 from pydantic import Field
 
 from platform_assets.common.catalog import EVALUATION, catalog
-from platform_assets.model.artifacts import write_evaluation_artifacts
 from platform_assets.model.gate import (
     DEFAULT_CRITICAL_RULES,
     GateRules,
@@ -103,6 +102,10 @@ def evaluation_report(
     Plots and Evidently's classification report are written next to the lake's reports and
     logged to the candidate's MLflow run; the results are tags on its registered version.
     """
+    # Imported here: artifacts imports LightGBM, which every process loading the code location
+    # would otherwise pay for.
+    from platform_assets.model.artifacts import write_evaluation_artifacts
+
     version = candidate_model["version"]
     champion = model_registry.champion()
     start, unseen_by = _evaluation_window(context, candidate_model, champion, model_registry)
