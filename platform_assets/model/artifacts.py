@@ -7,6 +7,7 @@ importing them costs seconds that ``dagster dev`` would pay on every code reload
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightgbm as lgb
 import numpy as np
@@ -14,6 +15,9 @@ import polars as pl
 
 from platform_assets.features.labelling import LABEL
 from platform_assets.model.suite import operating_point
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SCORE = "fraud_score"
 # A line of a thousand points looks the same as one of every threshold and draws in no time.
@@ -37,6 +41,10 @@ def curve(kind: str, labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray
         x, y = false_positives, true_positives
     elif kind == "precision_recall":
         precision, recall, _ = precision_recall_curve(labels, scores)
+        # sklearn ends the curve at (recall 0, precision 1), which no threshold reaches: drawn, it
+        # turns a constant score's flat line at the fraud rate into a diagonal that looks skilled.
+        # The top threshold's precision held down to recall 0 is the step average precision sums.
+        precision[-1] = precision[-2]
         x, y = recall, precision
     else:
         observed, predicted = calibration_curve(labels, scores, n_bins=10, strategy="quantile")
@@ -45,23 +53,48 @@ def curve(kind: str, labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray
     return x[kept], y[kept]
 
 
+def curve_figure(kind: str, labels: np.ndarray, scores: dict[str, np.ndarray]) -> "Figure":
+    """One plot of ``kind`` with a line per model and the line they are read against.
+
+    Returned unsaved, so the tests read the lines drawn rather than pixels.
+    """
+    x_label, y_label = CURVE_AXES[kind]
+    figure, plot = _pyplot().subplots(figsize=(5, 4), dpi=100)
+    # Markers on calibration: a constant score's curve is one point, invisible as a line.
+    marker = "o" if kind == "calibration" else None
+    for model, model_scores in scores.items():
+        plot.plot(*curve(kind, labels, model_scores), label=model, marker=marker, markersize=4)
+    x, y, name = _reference_line(kind, labels, scores)
+    plot.plot(x, y, linestyle=":", color="grey", label=name)
+    plot.set_xlabel(x_label)
+    plot.set_ylabel(y_label)
+    plot.set_title(kind.replace("_", "-"))
+    plot.legend()
+    return figure
+
+
+def _reference_line(
+    kind: str, labels: np.ndarray, scores: dict[str, np.ndarray]
+) -> tuple[list[float], list[float], str]:
+    """The line every model is read against: no skill, or perfect calibration.
+
+    Without skill, precision is the fraud rate at every recall: a height the reader of a
+    precision-recall plot would otherwise have to know.
+    """
+    if kind == "roc":
+        return [0, 1], [0, 1], "no skill"
+    if kind == "precision_recall":
+        rate = float(labels.mean())
+        return [0, 1], [rate, rate], f"no skill (fraud rate {rate:.2%})"
+    top = max(float(s.max()) for s in scores.values())
+    return [0, top], [0, top], "perfect"
+
+
 def write_curves(folder: Path, labels: np.ndarray, scores: dict[str, np.ndarray]) -> list[Path]:
     """ROC, precision-recall and calibration plots, one line per model, as PNG files."""
-    plt = _pyplot()
-    paths = []
-    for kind, (x_label, y_label) in CURVE_AXES.items():
-        figure, plot = plt.subplots(figsize=(5, 4), dpi=100)
-        for model, model_scores in scores.items():
-            plot.plot(*curve(kind, labels, model_scores), label=model)
-        if kind == "calibration":
-            top = max(float(s.max()) for s in scores.values())
-            plot.plot([0, top], [0, top], linestyle=":", color="grey", label="perfect")
-        plot.set_xlabel(x_label)
-        plot.set_ylabel(y_label)
-        plot.set_title(kind.replace("_", "-"))
-        plot.legend()
-        paths.append(_save(figure, folder / f"{kind}.png"))
-    return paths
+    return [
+        _save(curve_figure(kind, labels, scores), folder / f"{kind}.png") for kind in CURVE_AXES
+    ]
 
 
 def write_feature_importance(folder: Path, booster: lgb.Booster) -> Path:

@@ -169,12 +169,13 @@ def test_verdict_table_names_the_failed_rule():
         ],
         "champion v3",
     )
+    # The verdict next to the metric: the overview shows the table's left part first.
     assert [c.name for c in table.schema.columns] == [
         "metric",
-        "champion v3",
-        "candidate",
-        "rule",
         "verdict",
+        "candidate",
+        "champion v3",
+        "rule",
     ]
     assert [r.data for r in table.records] == [
         {
