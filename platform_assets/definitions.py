@@ -38,8 +38,9 @@ from platform_assets.monitoring import champion_scores, model_monitoring_report
 from resources.environments import build_resources, current_environment
 from resources.feature_store import FEATURE_REPO
 from sensors.automation import automation_sensor
+from sensors.bootstrap import bootstrap_sensor
 from sensors.deployment import canary_sensor
-from sensors.ingestion import daily_ingestion_schedule, raw_transactions_freshness_sensor
+from sensors.ingestion import ingestion_sensor, raw_transactions_freshness_sensor
 from sensors.llm import prompt_change_sensor, rag_index_freshness_sensor
 from sensors.monitoring import monitoring_freshness_sensor, retraining_sensor
 
@@ -84,9 +85,10 @@ def build_definitions(
     """
     return Definitions(
         assets=stage_assets(feature_repo),
-        schedules=[daily_ingestion_schedule],
         sensors=[
+            ingestion_sensor,
             raw_transactions_freshness_sensor,
+            bootstrap_sensor,
             rag_index_freshness_sensor,
             prompt_change_sensor,
             retraining_sensor,

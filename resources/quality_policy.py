@@ -42,5 +42,8 @@ class QualityPolicy(ConfigurableResource):
     )
     drift_report_rows: int = Field(
         default=5_000,
-        description="Rows sampled for the Evidently HTML drift report; 0 skips the report.",
+        description=(
+            "Rows sampled for the Evidently HTML drift report of a day that warns or halts; 0 "
+            "skips the report."
+        ),
     )

@@ -9,6 +9,7 @@ from dagster import AssetKey
 RAW_TRANSACTIONS = AssetKey("raw_transactions")
 FRAUD_LABELS = AssetKey("fraud_labels")
 VALIDATED_TRANSACTIONS = AssetKey("validated_transactions")
+TRANSACTION_BASELINE = AssetKey("transaction_baseline")
 CUSTOMER_FEATURES = AssetKey("customer_features")
 MERCHANT_FEATURES = AssetKey("merchant_features")
 FEATURE_STORE_REGISTRY = AssetKey("feature_store_registry")

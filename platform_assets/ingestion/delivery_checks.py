@@ -247,7 +247,7 @@ def transactions_duplicate_rate(
     blocking=True,
     description=(
         "PSI per column against the accepted baseline: warn at QualityPolicy.drift_warn, halt at "
-        "drift_halt. Links an Evidently HTML report of the day."
+        "drift_halt. Links an Evidently HTML report of a day that warns or halts."
     ),
 )
 def transactions_distribution_drift(
@@ -260,8 +260,12 @@ def transactions_distribution_drift(
     """Compare the day's distributions with the accepted baseline."""
     accepted = _accepted_profile(lake)
     if accepted is None:
-        description = f"No accepted baseline to compare with. {ACCEPT_BASELINE_HINT}"
-        return _verdict(context, alerter, False, AssetCheckSeverity.WARN, description, {})
+        # As the volume check without history: nothing to judge against is not a failure.
+        description = (
+            "No accepted baseline yet: distributions recorded, not judged (on an empty instance "
+            f"bootstrap_sensor accepts the first days). {ACCEPT_BASELINE_HINT}"
+        )
+        return _verdict(context, alerter, True, AssetCheckSeverity.WARN, description, {})
     version, profile = accepted
     table = distribution_drift(
         raw_transactions, profile, quality_policy.drift_warn, quality_policy.drift_halt
@@ -275,7 +279,8 @@ def transactions_distribution_drift(
         "halt_columns": MetadataValue.json(halted),
         "psi_by_column": MetadataValue.md(to_markdown(table)),
     }
-    if quality_policy.drift_report_rows > 0:
+    # Evidently's report costs seconds a day; it is written for the days a person must look at.
+    if quality_policy.drift_report_rows > 0 and (halted or warned):
         path = lake.report_path("drift", f"raw_transactions-{context.partition_key}.html")
         write_drift_report(
             raw_transactions,

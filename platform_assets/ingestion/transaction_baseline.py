@@ -53,8 +53,10 @@ def transaction_baseline(
 ) -> MaterializeResult:
     """The accepted reference distribution of transactions that the drift gate compares against.
 
-    Materialize it by hand (launchpad config: partitions and reason) to accept a new normal; it
-    is deliberately not wired into any job or sensor.
+    Materialize it by hand (launchpad config: partitions and reason) to accept a new normal. No
+    job or schedule ever accepts one, with one exception: on an empty instance
+    ``bootstrap_sensor`` accepts the first ingested days once, tagged ``flywheel/acceptance:
+    bootstrap`` and shown as ``accepted_by`` in the metadata.
     """
     if not config.partitions:
         raise ValueError("BaselineConfig.partitions must name at least one stored day")
@@ -84,6 +86,9 @@ def transaction_baseline(
             "baseline_version": MetadataValue.text(version),
             "partitions": MetadataValue.json(profile["partitions"]),
             "reason": MetadataValue.text(config.reason),
+            "accepted_by": MetadataValue.text(
+                context.run.tags.get("flywheel/acceptance", "a person")
+            ),
             "rows": MetadataValue.int(profile["rows"]),
             "rows_per_day": MetadataValue.float(profile["rows_per_day"]),
             "drift_thresholds": MetadataValue.json(

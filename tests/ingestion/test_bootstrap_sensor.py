@@ -147,7 +147,7 @@ def test_the_first_ingested_days_become_the_baseline_accepted_by_bootstrap(
         assert drift.passed and "No accepted baseline yet" in (drift.description or "")
 
     request = only_request(tick(platform.instance, registry))
-    assert request.run_key == "bootstrap-baseline"
+    assert request.run_key == f"bootstrap-baseline-{FIRST_DAYS[-1]}"
     assert request.asset_selection == [TRANSACTION_BASELINE]
     assert request.tags == {"flywheel/trigger": "bootstrap", "flywheel/acceptance": "bootstrap"}
     config = request.run_config["ops"]["transaction_baseline"]["config"]
@@ -216,7 +216,8 @@ def test_the_whole_history_ingested_requests_the_first_training_set(
 
     request = only_request(tick(instance, registry))
 
-    assert request.run_key == "bootstrap-training-set"
+    # A failed attempt is requested again once the next day has landed.
+    assert request.run_key == f"bootstrap-training-set-{WINDOW[-1]}"
     assert request.asset_selection == [TRAINING_SET]
     assert request.run_config == {"ops": {"training_set": {"config": {"days": 14}}}}
     assert request.tags == {"flywheel/trigger": "bootstrap"}
@@ -236,7 +237,7 @@ def test_feature_rows_still_computing_hold_the_training_set(
     assert "45 of 46 days done" in skip_message(tick(instance, registry))
 
     store(instance, CUSTOMER_FEATURES, WINDOW[-1])
-    assert only_request(tick(instance, registry)).run_key == "bootstrap-training-set"
+    assert only_request(tick(instance, registry)).run_key == f"bootstrap-training-set-{WINDOW[-1]}"
 
 
 def test_a_training_set_ends_the_bootstrap(instance: DagsterInstance, registry: ModelRegistry):

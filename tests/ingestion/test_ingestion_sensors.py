@@ -20,7 +20,12 @@ from dagster import (
 )
 from support.harness import LocalPlatform, days, scenario
 
-from platform_assets.common.keys import RAW_TRANSACTIONS, TRAINING_SET, TRANSACTION_BASELINE
+from platform_assets.common.keys import (
+    RAW_TRANSACTIONS,
+    TRAINING_SET,
+    TRANSACTION_BASELINE,
+    VALIDATED_TRANSACTIONS,
+)
 from resources.alerting import LocalAlerter
 from resources.clock import Clock
 from resources.label_policy import LabelPolicy
@@ -224,6 +229,7 @@ def test_empty_instance_requests_only_the_baseline_days_first(instance):
 
 def test_with_the_baseline_days_stored_it_waits_for_the_baseline(instance):
     store(instance, RAW_TRANSACTIONS, *WINDOW[:3])
+    store(instance, VALIDATED_TRANSACTIONS, *WINDOW[:3])
 
     message = skip_message(ingest_tick(instance))
 
@@ -233,10 +239,19 @@ def test_with_the_baseline_days_stored_it_waits_for_the_baseline(instance):
 def test_a_day_on_its_way_counts_towards_the_baseline_days(platform: LocalPlatform):
     """A queued run's day is not requested again, and the next baseline day is."""
     store(platform.instance, RAW_TRANSACTIONS, WINDOW[0])
+    store(platform.instance, VALIDATED_TRANSACTIONS, WINDOW[0])
     job = platform.defs.resolve_job_def("ingestion_job")
     platform.instance.create_run_for_job(job, tags={"dagster/partition": WINDOW[1]})
 
     assert requested(ingest_tick(platform.instance)) == [WINDOW[2]]
+
+
+def test_a_halted_baseline_day_is_replaced_by_the_next_one(instance):
+    """A day stored raw but never validated (halted or failed) cannot be part of the baseline."""
+    store(instance, RAW_TRANSACTIONS, *WINDOW[:3])
+    store(instance, VALIDATED_TRANSACTIONS, WINDOW[0], WINDOW[2])
+
+    assert requested(ingest_tick(instance)) == [WINDOW[3]]
 
 
 @pytest.mark.parametrize("first_acceptance", [TRANSACTION_BASELINE, TRAINING_SET])

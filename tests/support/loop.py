@@ -1,7 +1,7 @@
-"""The platform's loop on a simulated clock, driven only by its schedule, sensors and automation.
+"""The platform's loop on a simulated clock, driven only by its sensors and automation.
 
 Each simulated day the driver moves the clock past the day's delivery and ticks what the daemon
-would tick: the daily ingestion schedule, the automation condition sensor, the retraining and
+would tick: the ingestion sensor, the automation condition sensor, the retraining and
 monitoring sensors. It runs every run they request on the test instance, in order, and keeps a
 log of what happened. Nothing calls an asset function directly.
 """
@@ -15,7 +15,6 @@ from dagster import (
     AssetKey,
     AssetSelection,
     Definitions,
-    build_schedule_context,
     build_sensor_context,
     evaluate_automation_conditions,
 )
@@ -23,7 +22,7 @@ from dagster import (
 from resources.clock import Clock
 from resources.sources.systems import ScenarioConfig
 from sensors.deployment import canary_sensor
-from sensors.ingestion import daily_ingestion_schedule
+from sensors.ingestion import ingestion_sensor
 from sensors.monitoring import monitoring_freshness_sensor, retraining_sensor
 from support.harness import LocalPlatform
 
@@ -58,10 +57,7 @@ class LoopDriver:
         )
         defs = self.definitions(now)
         self._automation(defs, now)  # the tick before the day lands, as the daemon's last one
-        # No instance: the schedule only names the partition, and a context given one opens
-        # (and leaves open) a second instance from its reference.
-        context = build_schedule_context(scheduled_execution_time=now)
-        for request in daily_ingestion_schedule.evaluate_tick(context).run_requests or []:
+        for request in self._tick(defs, ingestion_sensor).run_requests or []:
             result = defs.resolve_job_def("ingestion_job").execute_in_process(
                 instance=self.platform.instance,
                 partition_key=request.partition_key,
@@ -94,7 +90,8 @@ class LoopDriver:
             for partition, keys in by_partition.items():
                 self._run(defs, keys, partition, {}, {"dagster/from_automation": "true"})
 
-    def _sensor(self, defs: Definitions, sensor, day: str) -> None:
+    def _tick(self, defs: Definitions, sensor):
+        """One evaluation of ``sensor`` with its cursor, as the daemon's tick."""
         context = build_sensor_context(
             instance=self.platform.instance,
             cursor=self.sensor_cursors.get(sensor.name),
@@ -104,6 +101,10 @@ class LoopDriver:
         )
         tick = sensor.evaluate_tick(context)
         self.sensor_cursors[sensor.name] = tick.cursor
+        return tick
+
+    def _sensor(self, defs: Definitions, sensor, day: str) -> None:
+        tick = self._tick(defs, sensor)
         if tick.skip_message:
             self.events.append((day, f"{sensor.name} skipped", {"reason": tick.skip_message}))
         for request in tick.run_requests or []:

@@ -1,0 +1,119 @@
+"""The first champion without a click: on an empty instance, accept a baseline, then train.
+
+``ingestion_sensor`` ingests the history (``platform_assets.common.bootstrap``); this sensor
+does the two steps a person would otherwise type. Once the first ``BASELINE_DAYS`` are ingested
+it accepts them as the first drift baseline, tagged as an automatic bootstrap acceptance with
+its reason (every later acceptance stays a person's). Once the whole history is ingested it
+requests the first ``training_set``; declarative automation trains, gates and promotes from
+there. It does nothing on an instance that has a champion or has trained before.
+"""
+
+from dagster import (
+    AssetPartitionStatus,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from platform_assets.common.bootstrap import BASELINE_DAYS, FIRST_TRAINING_DAYS, landed_days
+from platform_assets.common.keys import (
+    CUSTOMER_FEATURES,
+    RAW_TRANSACTIONS,
+    TRAINING_SET,
+    TRANSACTION_BASELINE,
+    VALIDATED_TRANSACTIONS,
+)
+from platform_assets.common.partitions import daily_partitions
+from resources.clock import Clock
+from resources.label_policy import LabelPolicy
+from resources.model_registry import ModelRegistry
+
+BOOTSTRAP_TAGS = {"flywheel/trigger": "bootstrap"}
+
+
+@sensor(
+    asset_selection=[TRANSACTION_BASELINE, TRAINING_SET],
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        f"On an empty instance: accepts the first {BASELINE_DAYS} ingested days as the first "
+        f"drift baseline, then requests the first training_set ({FIRST_TRAINING_DAYS} matured "
+        "days) once the history is ingested. Idle once a model has been trained."
+    ),
+)
+def bootstrap_sensor(
+    context: SensorEvaluationContext,
+    clock: Clock,
+    label_policy: LabelPolicy,
+    model_registry: ModelRegistry,
+) -> SensorResult | SkipReason:
+    """The next bootstrap step the instance is ready for, if any."""
+    instance = context.instance
+    if instance.get_latest_materialization_event(TRAINING_SET) is not None:
+        return SkipReason("A training set exists: the platform is past its bootstrap.")
+    champion = model_registry.champion()
+    if champion is not None:
+        return SkipReason(f"Version {champion.version} is champion: nothing to bootstrap.")
+    landed = landed_days(clock.now(), label_policy.maturity_days)
+    if instance.get_latest_materialization_event(TRANSACTION_BASELINE) is None:
+        return _first_baseline(context, landed)
+    raw = instance.get_status_by_partition(RAW_TRANSACTIONS, landed, daily_partitions) or {}
+    features = instance.get_status_by_partition(CUSTOMER_FEATURES, landed, daily_partitions)
+    waiting = [
+        day
+        for day in landed
+        if raw.get(day) != AssetPartitionStatus.MATERIALIZED
+        or (features or {}).get(day) == AssetPartitionStatus.IN_PROGRESS
+    ]
+    if waiting:
+        return SkipReason(
+            f"Ingesting the history: {len(landed) - len(waiting)} of {len(landed)} days done "
+            f"({landed[0]}..{landed[-1]}); the first training set follows."
+        )
+    config = {"days": FIRST_TRAINING_DAYS}
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                # A failed attempt is tried again when the next day lands.
+                run_key=f"bootstrap-training-set-{landed[-1]}",
+                asset_selection=[TRAINING_SET],
+                run_config={"ops": {"training_set": {"config": config}}},
+                tags=BOOTSTRAP_TAGS,
+            )
+        ]
+    )
+
+
+def _first_baseline(
+    context: SensorEvaluationContext, landed: list[str]
+) -> SensorResult | SkipReason:
+    """Accept the first ingested days that passed the contract as the first baseline."""
+    status = context.instance.get_status_by_partition(
+        VALIDATED_TRANSACTIONS, landed, daily_partitions
+    )
+    clean = [day for day in landed if (status or {}).get(day) == AssetPartitionStatus.MATERIALIZED]
+    if len(clean) < BASELINE_DAYS:
+        return SkipReason(
+            f"Waiting for {BASELINE_DAYS} ingested days for the first baseline "
+            f"({len(clean)} so far)."
+        )
+    days = clean[:BASELINE_DAYS]
+    reason = (
+        f"Automatic bootstrap acceptance on an empty instance: the first {BASELINE_DAYS} days "
+        f"ingested ({days[0]}..{days[-1]}) passed the contract; every later acceptance is a "
+        "person's."
+    )
+    config = {"partitions": days, "reason": reason}
+    return SensorResult(
+        run_requests=[
+            RunRequest(
+                run_key=f"bootstrap-baseline-{days[-1]}",
+                asset_selection=[TRANSACTION_BASELINE],
+                run_config={"ops": {"transaction_baseline": {"config": config}}},
+                tags={**BOOTSTRAP_TAGS, "flywheel/acceptance": "bootstrap"},
+            )
+        ]
+    )
