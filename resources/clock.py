@@ -3,23 +3,45 @@
 import datetime
 
 from dagster import ConfigurableResource
+from pydantic import Field
 
 
 class Clock(ConfigurableResource):
-    """Wall-clock time in UTC, or a fixed instant when ``frozen_at`` is set.
+    """Wall-clock time in UTC, a fixed instant, or a compressed clock that plays a scenario.
+
+    Every asset, check and sensor asks this resource for "now", never ``datetime.now()``, so the
+    same code runs on real time (``make dev``), on a frozen instant (tests) or on a compressed
+    clock (``make demo``: a simulated day per minute, the same instant in every process because
+    it is computed from the configured start rather than kept in memory).
 
     Attributes:
         frozen_at: ISO-8601 instant (e.g. ``2026-03-02T06:00:00+00:00``) to report instead of
             the real time; naive values are read as UTC. Leave empty for the real time.
+        simulated_from: With ``real_from``: the simulated instant at ``real_from``.
+        real_from: The real instant (ISO-8601) at which the simulated clock showed
+            ``simulated_from``.
+        speed: Simulated seconds per real second on the compressed clock (1440: a day a minute).
     """
 
     frozen_at: str | None = None
+    simulated_from: str | None = None
+    real_from: str | None = None
+    speed: float = Field(default=1.0, gt=0)
 
     def now(self) -> datetime.datetime:
         """The current instant, timezone-aware (UTC)."""
-        if not self.frozen_at:
-            return datetime.datetime.now(datetime.UTC)
-        instant = datetime.datetime.fromisoformat(self.frozen_at)
-        if instant.tzinfo is None:
-            return instant.replace(tzinfo=datetime.UTC)
-        return instant.astimezone(datetime.UTC)
+        if self.frozen_at:
+            return _utc(self.frozen_at)
+        real_now = datetime.datetime.now(datetime.UTC)
+        if self.simulated_from and self.real_from:
+            elapsed = (real_now - _utc(self.real_from)).total_seconds()
+            return _utc(self.simulated_from) + datetime.timedelta(seconds=elapsed * self.speed)
+        return real_now
+
+
+def _utc(instant: str) -> datetime.datetime:
+    """An ISO-8601 instant as an aware UTC datetime (naive values are UTC)."""
+    parsed = datetime.datetime.fromisoformat(instant)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=datetime.UTC)
+    return parsed.astimezone(datetime.UTC)

@@ -2,7 +2,8 @@
 
 ``local`` is the embedded default: the simulator as source, the lake, alerts file and MLflow
 store (SQLite and an artifact folder) under the project's ``.flywheel/`` folder, no external
-service. ``prod`` takes the same code to real
+service; with ``FLYWHEEL_SCENARIO`` (``make demo``) its clock, simulated world and policies are
+the scenario's (``resources/scenario.py``). ``prod`` takes the same code to real
 systems through environment variables (``dagster.EnvVar``, resolved when a run starts):
 
 - ``FLYWHEEL_SOURCE_URL``: SQLAlchemy URL of the source database;
@@ -31,6 +32,7 @@ from resources.monitoring_policy import MonitoringPolicy
 from resources.prediction_log import PredictionLog
 from resources.quality_policy import QualityPolicy
 from resources.release_policy import ReleasePolicy
+from resources.scenario import playing_scenario
 from resources.sources.systems import SimulatedSource, SqlSource
 
 ENVIRONMENTS = ("local", "prod")
@@ -94,6 +96,8 @@ def build_resources(
                 )
             ),
             **llm_resources(env, root, PROJECT_ROOT),
+            # make demo: the scenario's clock, simulated world and policies replace the defaults.
+            **playing_scenario(),
         }
     if env == "prod":
         lake = Lake(root=EnvVar("FLYWHEEL_LAKE_ROOT"))

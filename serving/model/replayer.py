@@ -8,6 +8,9 @@ loop): a slow answer does not slow the offered rate as long as a worker is free.
 Run it against a running service::
 
     .venv/bin/python -m serving.model.replayer --day 2026-12-01 --rate 100
+
+or, as ``make demo`` does, follow the platform's clock and send each payment as it happens
+(``--follow``: the scenario's compressed clock and simulated world, sampled to ``--rate``).
 """
 
 import argparse
@@ -22,6 +25,8 @@ from dataclasses import dataclass, field
 import httpx
 import polars as pl
 
+from resources.clock import Clock
+from resources.scenario import playing_scenario
 from resources.sources.systems import SimulatedSource
 
 REQUEST_FIELDS = ("transaction_id", "customer_id", "merchant_id", "amount", "country")
@@ -107,15 +112,55 @@ def paced(
     return stats
 
 
+def follow(url: str, source: SimulatedSource, clock: Clock, rate: float) -> None:
+    """Send, every second, a sample of the payments made since the last send, forever.
+
+    The payments are those the simulator makes between two readings of ``clock``, so on a
+    compressed clock the service sees the scenario's present (its drifts included), thinned to
+    ``rate`` a second. Answers are not checked: before the first champion they are 503s.
+    """
+    sent_until = clock.now()
+    day = None
+    while True:
+        started = time.monotonic()
+        time.sleep(1.0)
+        now = clock.now()
+        if day is None or day[0] != sent_until.date():
+            day = (sent_until.date(), simulated_payments(source, [sent_until.date().isoformat()]))
+        happened = day[1].filter(pl.col("event_timestamp").is_between(sent_until, now, "right"))
+        sent_until = min(now, _next_midnight(sent_until))
+        wanted = int(rate * (time.monotonic() - started))
+        if happened.height and wanted:
+            sample = happened.gather_every(max(1, happened.height // wanted))[:wanted]
+            replay(url, payloads(sample), rate, workers=2)
+
+
+def _next_midnight(instant: datetime.datetime) -> datetime.datetime:
+    """The start of the day after ``instant`` (a send never crosses a day's end)."""
+    return datetime.datetime.combine(
+        instant.date() + datetime.timedelta(days=1), datetime.time(), tzinfo=instant.tzinfo
+    )
+
+
 def main() -> None:
     """Replay simulated days against a running prediction service and print what happened."""
     parser = argparse.ArgumentParser(description="Send the simulator's payments to the service")
     parser.add_argument("--url", default="http://127.0.0.1:8800")
-    parser.add_argument("--day", action="append", required=True, help="YYYY-MM-DD (repeatable)")
+    parser.add_argument("--day", action="append", help="YYYY-MM-DD (repeatable)")
     parser.add_argument("--rate", type=float, default=100.0, help="requests per second")
     parser.add_argument("--rows-per-day", type=int, default=10_000, help="the simulator's volume")
     parser.add_argument("--limit", type=int, default=0, help="send at most this many (0: all)")
+    parser.add_argument(
+        "--follow", action="store_true", help="send the present's payments as they happen"
+    )
     args = parser.parse_args()
+    if args.follow:
+        scenario = playing_scenario()
+        source = scenario.get("source", SimulatedSource(rows_per_day=args.rows_per_day))
+        follow(args.url, source, scenario.get("clock", Clock()), args.rate)
+        return
+    if not args.day:
+        parser.error("--day is required unless --follow")
     bodies = payloads(simulated_payments(SimulatedSource(rows_per_day=args.rows_per_day), args.day))
     stats = replay(args.url, bodies[: args.limit or None], args.rate)
     ordered = sorted(stats.latencies_ms) or [0.0]
