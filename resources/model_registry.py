@@ -6,7 +6,9 @@ serves, ``previous_champion`` is the one a rollback returns to.
 
 ``mlflow_tracking_run`` is dagster-mlflow's ``mlflow_tracking`` resource, opened in this
 registry's experiment: MLflow would otherwise create the experiment with its artifacts under
-``./mlruns`` in whatever directory the run happens to start in.
+``./mlruns`` in whatever directory the run happens to start in. dagster-mlflow, and MLflow with
+it, is imported only when the resource is built: every run process imports this code location
+first, and MLflow alone costs it about two seconds that most runs never use.
 """
 
 import datetime
@@ -15,8 +17,16 @@ from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import TYPE_CHECKING, Any, cast
 
-from dagster import ConfigurableResource, EnvVar, InitResourceContext, resource
-from dagster_mlflow import mlflow_tracking
+from dagster import (
+    ConfigurableResource,
+    EnvVar,
+    InitResourceContext,
+    Noneable,
+    Permissive,
+    StringSource,
+    resource,
+)
+from dagster import Field as ConfigField
 from pydantic import Field
 
 if TYPE_CHECKING:
@@ -37,6 +47,41 @@ OPERATING_PRECISION_TAG = "flywheel.operating_precision"
 CANARY_SHARE_TAG = "flywheel.canary_share"
 CANARY_STARTED_TAG = "flywheel.canary_started_at"
 SQLITE_PREFIX = "sqlite:///"
+# dagster-mlflow's config schema (``dagster_mlflow.resources.CONFIG_SCHEMA``), restated because
+# that module imports MLflow; tests/test_import_cost.py holds the two equal.
+MLFLOW_TRACKING_CONFIG = {
+    "experiment_name": ConfigField(
+        StringSource, is_required=True, description="MlFlow experiment name."
+    ),
+    "mlflow_tracking_uri": ConfigField(
+        Noneable(StringSource),
+        default_value=None,
+        is_required=False,
+        description="MlFlow tracking server uri.",
+    ),
+    "parent_run_id": ConfigField(
+        Noneable(str),
+        default_value=None,
+        is_required=False,
+        description="Mlflow run ID of parent run if this is a nested run.",
+    ),
+    "mlflow_run_id": ConfigField(
+        Noneable(str),
+        default_value=None,
+        is_required=False,
+        description="Mlflow run ID to use for this run.",
+    ),
+    "env": ConfigField(Permissive(), description="Environment variables for mlflow setup."),
+    "env_to_tag": ConfigField(
+        Noneable(list),
+        default_value=None,
+        is_required=False,
+        description="List of environment variables to log as tags in mlflow.",
+    ),
+    "extra_tags": ConfigField(
+        Permissive(), description="Any extra key-value tags to log to mlflow."
+    ),
+}
 
 
 class ModelRegistry(ConfigurableResource):
@@ -248,12 +293,16 @@ class ModelRegistry(ConfigurableResource):
 
 
 @resource(
-    config_schema=mlflow_tracking.config_schema,
+    config_schema=MLFLOW_TRACKING_CONFIG,
     required_resource_keys={"model_registry"},
-    description=mlflow_tracking.description,
+    description="dagster-mlflow's mlflow_tracking: one MLflow run for all steps of a Dagster "
+    "run, in the model registry's experiment. Gives access to the mlflow module's functions and "
+    "the tracking client's methods.",
 )
 def mlflow_tracking_run(context: InitResourceContext):
     """dagster-mlflow's run for this Dagster run, in the model registry's experiment."""
+    from dagster_mlflow import mlflow_tracking
+
     context.resources.model_registry.ensure_experiment()
     # dagster-mlflow's resource function: a generator that opens the run and ends it on error.
     open_run = cast(Callable[[InitResourceContext], Iterator[Any]], mlflow_tracking.resource_fn)

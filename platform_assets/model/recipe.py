@@ -12,20 +12,28 @@ Plain functions on polars frames, free of Dagster, so the ``candidate_model`` as
   trees see them, and the weight's effect on the odds (a shift of ``log(weight)`` in the raw
   score) is removed from the first tree afterwards; the booster then outputs probabilities
   that log loss and calibration can judge, and serving needs no extra step.
+
+LightGBM is imported where a booster is trained: the code location imports this module, and
+every run process, most of which train nothing, would pay for it.
 """
+
+from __future__ import annotations
 
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field
 
 from platform_assets.features.labelling import LABEL
 from resources.feature_store import TIMESTAMP
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 # A string the service carries for the on-demand view, and an absolute time that would let the
 # model learn when it was trained rather than how fraud looks.
@@ -195,6 +203,8 @@ def default_positive_weight(labels: pl.Series) -> float:
 
 def train(config: Hyperparameters, split: TimeSplit, features: list[str]) -> TrainedModel:
     """Boost on the training rows, stop on validation log loss, return a calibrated booster."""
+    import lightgbm as lgb
+
     weight = config.positive_weight or default_positive_weight(split.train[LABEL])
     train_set = lgb.Dataset(
         feature_matrix(split.train, features),

@@ -2,26 +2,25 @@
 
 Whole-holdout metrics (PR-AUC, ROC-AUC, log loss, recall at the operating precision, Brier
 score, calibration error), PR-AUC per slice, and batch scoring time. Free of Dagster, so the
-gate, the tests and ``bench/training.py`` score alike.
+gate, the tests and ``bench/training.py`` score alike. scikit-learn is imported inside the
+functions that use it: the code location imports this module, and every run process would pay
+for it.
 """
+
+from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-import lightgbm as lgb
 import numpy as np
 import polars as pl
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    log_loss,
-    precision_recall_curve,
-    roc_auc_score,
-)
 
 from platform_assets.features.labelling import LABEL
 from platform_assets.model.recipe import fraud_scores
+
+if TYPE_CHECKING:
+    import lightgbm as lgb
 
 AMOUNT_BANDS = (20.0, 100.0, 500.0)  # EUR; each band includes its lower edge
 AMOUNT_BAND_NAMES = ("<20", "20-100", "100-500", ">=500")
@@ -41,6 +40,8 @@ def operating_point(
 
     (0, 1) when no threshold reaches that precision.
     """
+    from sklearn.metrics import precision_recall_curve
+
     precisions, recalls, thresholds = precision_recall_curve(labels, scores)
     # The curve's last point (recall 0, precision 1) has no threshold.
     reachable = np.flatnonzero(precisions[:-1] >= precision)
@@ -63,6 +64,13 @@ def calibration_error(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def score_metrics(labels: np.ndarray, scores: np.ndarray, operating_precision: float) -> dict:
     """The suite's whole-holdout metrics for one model's scores."""
+    from sklearn.metrics import (
+        average_precision_score,
+        brier_score_loss,
+        log_loss,
+        roc_auc_score,
+    )
+
     return {
         "pr_auc": float(average_precision_score(labels, scores)),
         "roc_auc": float(roc_auc_score(labels, scores)),
@@ -95,6 +103,8 @@ def slice_pr_auc(
     labels: np.ndarray, scores: np.ndarray, masks: dict[str, np.ndarray]
 ) -> dict[str, float | None]:
     """PR-AUC within each slice; None where the slice holds no fraud."""
+    from sklearn.metrics import average_precision_score
+
     return {
         name: float(average_precision_score(labels[mask], scores[mask]))
         if labels[mask].any()

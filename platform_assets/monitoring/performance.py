@@ -5,12 +5,12 @@ of a payment is its probability of fraud, the expected number of frauds above th
 the sum of those probabilities there, and every metric of the confusion matrix has an expected
 value without a single label. It holds while the relation between features and fraud holds, so
 it catches covariate shift that hurts the model, not concept drift; the **realized** metrics,
-once enough labels have arrived, catch that.
+once enough labels have arrived, catch that. scikit-learn is imported where labels are scored,
+not by every run process that imports the code location.
 """
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import average_precision_score
 
 from platform_assets.model.suite import calibration_error, operating_point
 
@@ -46,6 +46,8 @@ def realized_performance(
     labels: np.ndarray, scores: np.ndarray, operating_precision: float
 ) -> dict[str, float]:
     """PR-AUC, recall at the operating precision and calibration error on the known labels."""
+    from sklearn.metrics import average_precision_score
+
     return {
         "realized_pr_auc": float(average_precision_score(labels, scores)),
         "realized_recall_at_precision": operating_point(labels, scores, operating_precision)[0],

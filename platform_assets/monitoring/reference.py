@@ -4,15 +4,14 @@ Monitoring compares each new day with the model's own past, not with yesterday: 
 distributions of the rows it trained on, the scores it gave its holdout, and how those scores
 map to fraud rates (an isotonic fit on the holdout labels, which the confidence-based estimate
 needs). Stored as one JSON file next to the model in MLflow, so any version can be monitored
-long after the training set that made it has been rebuilt.
+long after the training set that made it has been rebuilt. scikit-learn is imported where the
+reference is built, not by every run process that imports the code location.
 """
 
 from typing import Any
 
 import numpy as np
 import polars as pl
-from sklearn.isotonic import IsotonicRegression
-from sklearn.metrics import average_precision_score
 
 from platform_assets.ingestion.drift import decile_bins
 from platform_assets.monitoring.performance import estimated_pr_auc
@@ -34,6 +33,9 @@ def training_reference(
         labels: The holdout's labels (0/1).
         scores: The model's holdout scores.
     """
+    from sklearn.isotonic import IsotonicRegression
+    from sklearn.metrics import average_precision_score
+
     calibrator = IsotonicRegression(y_min=1e-6, y_max=1 - 1e-6, out_of_bounds="clip")
     calibrator.fit(scores, labels)
     calibration = {
