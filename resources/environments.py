@@ -49,6 +49,11 @@ def current_environment() -> str:
     return env
 
 
+def local_data_dir(data_dir: str | Path | None = None) -> Path:
+    """The local data folder: ``data_dir``, else ``$FLYWHEEL_DATA_DIR``, else ``.flywheel/data``."""
+    return Path(data_dir or os.environ.get(DATA_DIR_VARIABLE) or PROJECT_ROOT / ".flywheel/data")
+
+
 def _policies() -> dict[str, Any]:
     """The clock and the policies, the same in every environment (tuned in the launchpad)."""
     return {
@@ -72,9 +77,7 @@ def build_resources(
         feature_repo: The Feast repository (``feature_repo/``; tests pass a modified copy).
     """
     if env == "local":
-        root = Path(
-            data_dir or os.environ.get(DATA_DIR_VARIABLE) or PROJECT_ROOT / ".flywheel/data"
-        )
+        root = local_data_dir(data_dir)
         lake = Lake(root=str(root / "lake"))
         return {
             "source": SimulatedSource(),
@@ -97,7 +100,7 @@ def build_resources(
             ),
             **llm_resources(env, root, PROJECT_ROOT),
             # make demo: the scenario's clock, simulated world and policies replace the defaults.
-            **playing_scenario(),
+            **playing_scenario(root),
         }
     if env == "prod":
         lake = Lake(root=EnvVar("FLYWHEEL_LAKE_ROOT"))

@@ -24,8 +24,9 @@ from resources.sources.incidents import DRIFT_KINDS, INCIDENT_KINDS
 from resources.sources.systems import ScenarioConfig, SimulatedSource
 
 SCENARIO_VARIABLE = "FLYWHEEL_SCENARIO"
-# When the scenario's first simulated instant was shown, in real time (set by make demo).
-STARTED_VARIABLE = "FLYWHEEL_SCENARIO_STARTED_AT"
+# In the data folder: the real instant the story's clock started (written by make demo once the
+# first champion serves; until then the clock stands at the scenario's start).
+STARTED_FILE = "scenario_started_at"
 DEFAULT_SCENARIO = Path(__file__).resolve().parent / "scenarios" / "default.yaml"
 
 
@@ -68,12 +69,12 @@ class Scenario(BaseModel):
     monitoring: dict[str, Any] = Field(default_factory=dict, description="MonitoringPolicy fields.")
     events: list[Event] = Field(default_factory=list)
 
-    def clock(self, real_from: datetime.datetime) -> Clock:
-        """The compressed clock that showed the scenario's first instant at ``real_from``."""
+    def clock(self, started_file: Path) -> Clock:
+        """The compressed clock: at the scenario's start until ``started_file`` says when it ran."""
         start = datetime.datetime.combine(self.start, datetime.time(), tzinfo=datetime.UTC)
         return Clock(
             simulated_from=start.isoformat(),
-            real_from=real_from.isoformat(),
+            real_from_file=str(started_file),
             speed=self.days_per_minute * 24 * 60,
         )
 
@@ -93,10 +94,10 @@ class Scenario(BaseModel):
             ],
         )
 
-    def resources(self, real_from: datetime.datetime) -> dict[str, Any]:
+    def resources(self, data_dir: Path) -> dict[str, Any]:
         """The resources the scenario replaces: clock, source and the policies it tunes."""
         return {
-            "clock": self.clock(real_from),
+            "clock": self.clock(data_dir / STARTED_FILE),
             "source": self.source(),
             # Labels are trusted once the simulator's last chargeback for a day has arrived.
             "label_policy": LabelPolicy(maturity_days=self.label_delay_days),
@@ -118,12 +119,15 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ValueError(f"scenario {path}: {error}") from None
 
 
-def playing_scenario() -> dict[str, Any]:
-    """The resources of the scenario ``make demo`` is playing, or nothing outside a demo."""
+def playing_scenario(data_dir: Path) -> dict[str, Any]:
+    """The resources of the scenario ``make demo`` is playing in ``data_dir``, or nothing."""
     path = os.environ.get(SCENARIO_VARIABLE)
-    if not path:
-        return {}
-    started = os.environ.get(STARTED_VARIABLE)
-    if not started:
-        raise ValueError(f"{SCENARIO_VARIABLE} is set but {STARTED_VARIABLE} is not")
-    return load_scenario(path).resources(datetime.datetime.fromisoformat(started))
+    return load_scenario(path).resources(data_dir) if path else {}
+
+
+def start_clock(data_dir: Path, at: datetime.datetime) -> None:
+    """Start the story's clock in ``data_dir`` at the real instant ``at`` (once; atomic)."""
+    target = data_dir / STARTED_FILE
+    partial = target.with_suffix(".partial")
+    partial.write_text(at.isoformat())
+    partial.replace(target)

@@ -26,6 +26,7 @@ import httpx
 import polars as pl
 
 from resources.clock import Clock
+from resources.environments import local_data_dir
 from resources.scenario import playing_scenario
 from resources.sources.systems import SimulatedSource
 
@@ -155,7 +156,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.follow:
-        scenario = playing_scenario()
+        scenario = playing_scenario(local_data_dir())
         source = scenario.get("source", SimulatedSource(rows_per_day=args.rows_per_day))
         follow(args.url, source, scenario.get("clock", Clock()), args.rate)
         return

@@ -5,7 +5,7 @@ import datetime
 import pytest
 
 from resources.environments import PROJECT_ROOT
-from resources.scenario import DEFAULT_SCENARIO, load_scenario
+from resources.scenario import DEFAULT_SCENARIO, load_scenario, start_clock
 
 pytestmark = pytest.mark.unit
 
@@ -13,11 +13,10 @@ SHIPPED = [DEFAULT_SCENARIO, PROJECT_ROOT / "tests/scenarios/short.yaml"]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_shipped_scenarios_load_into_the_resources_they_replace(path):
+def test_shipped_scenarios_load_into_the_resources_they_replace(path, tmp_path):
     scenario = load_scenario(path)
-    began = datetime.datetime(2026, 12, 2, 12, tzinfo=datetime.UTC)
 
-    resources = scenario.resources(began)
+    resources = scenario.resources(tmp_path)
 
     assert resources["clock"].simulated_from.startswith(scenario.start.isoformat())
     assert resources["source"].max_label_delay_days == scenario.label_delay_days
@@ -25,14 +24,15 @@ def test_shipped_scenarios_load_into_the_resources_they_replace(path):
     assert [s.kind for s in resources["source"].scenarios] == [e.kind for e in scenario.events]
 
 
-def test_the_compressed_clock_runs_at_the_scenario_speed():
+def test_the_clock_stands_at_the_start_until_started_then_runs_at_the_scenario_speed(tmp_path):
     scenario = load_scenario(DEFAULT_SCENARIO)
-    began = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=2)
-
-    now = scenario.clock(began).now()
-
+    clock = scenario.resources(tmp_path)["clock"]
     start = datetime.datetime.combine(scenario.start, datetime.time(), tzinfo=datetime.UTC)
-    elapsed_days = (now - start) / datetime.timedelta(days=1)
+
+    assert clock.now() == start, "the story waits for the first champion"
+
+    start_clock(tmp_path, datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=2))
+    elapsed_days = (clock.now() - start) / datetime.timedelta(days=1)
     assert elapsed_days == pytest.approx(2 * scenario.days_per_minute, rel=0.01)
 
 
@@ -53,7 +53,7 @@ def test_a_wrong_scenario_is_refused_naming_what_is_wrong(tmp_path, text, named)
     path.write_text(text)
 
     with pytest.raises(ValueError, match=named) as error:
-        load_scenario(path).resources(datetime.datetime.now(datetime.UTC))
+        load_scenario(path).resources(tmp_path)
 
     assert "story.yaml" in str(error.value) or named == "canary_share"
 
