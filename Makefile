@@ -19,11 +19,10 @@ MLFLOW_PORT := 5000
 .PHONY: dev mlflow test lint test-unit test-asset-graph test-sensor test-e2e bench env
 
 ## dev: create the environment and start `dagster dev` on http://127.0.0.1:3000 and the prediction
-## service on http://127.0.0.1:8800 (loopback only; the service follows the registry's aliases)
+## service on http://127.0.0.1:8800 (loopback only; the service follows the registry's aliases);
+## Ctrl-C stops every process of it within seconds (serving/dev.py)
 dev: env $(DAGSTER_HOME)/dagster.yaml
-	$(UV) run --no-sync python -m serving.model.app --port $(SERVING_PORT) & \
-	trap 'kill $$! 2>/dev/null' EXIT; \
-	$(UV) run --no-sync dagster dev -w workspace.yaml -h 127.0.0.1 -p $(DAGSTER_PORT)
+	$(UV) run --no-sync python -m serving.dev --dagster-port $(DAGSTER_PORT) --serving-port $(SERVING_PORT)
 
 ## mlflow: MLflow's UI on http://127.0.0.1:5000 over make dev's tracking store and model registry
 mlflow: env
