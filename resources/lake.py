@@ -18,6 +18,7 @@ from dagster import (
     ConfigurableIOManager,
     ConfigurableResource,
     InputContext,
+    MetadataValue,
     OutputContext,
 )
 from pydantic import Field
@@ -187,11 +188,17 @@ class RecordIOManager(ConfigurableIOManager):
         return path.with_suffix(".json")
 
     def handle_output(self, context: OutputContext, obj: dict[str, Any]) -> None:
-        """Write the record and add its path to the materialization metadata."""
+        """Write the record and add its path, relative to the lake's root, to the metadata.
+
+        Relative because the UI shows a path whole on one line: the absolute one would widen the
+        asset's overview past a laptop screen and push its tables off the page.
+        """
         path = self._path(context)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(obj, indent=2, sort_keys=True), encoding="utf-8")
-        context.add_output_metadata({"record": str(path)})
+        context.add_output_metadata(
+            {"record": MetadataValue.path(path.relative_to(self.lake.root))}
+        )
 
     def load_input(self, context: InputContext) -> dict[str, Any]:
         """Read the upstream asset's record (of the same partition, for a partitioned one)."""

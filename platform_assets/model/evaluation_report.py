@@ -61,6 +61,8 @@ if TYPE_CHECKING:
 
 GATE_CHECK = "candidate_beats_champion"
 BASELINE = "baseline"
+# Where ``tracking.log_evaluation`` puts the report's files in the candidate's MLflow run.
+ARTIFACT_PATH = "evaluation"
 
 
 class MetricRuleConfig(Config, MetricRule):
@@ -240,7 +242,13 @@ def _catalog_entry(
     candidate_model: dict[str, Any],
     model_registry: ModelRegistry,
 ) -> dict[str, Any]:
-    """The report's metadata in the UI: the verdict, the rule table, figures and links."""
+    """The report's metadata in the UI: the verdict, the rule table, figures and links.
+
+    The asset's overview shows keys and values in one table whose columns are as wide as their
+    longest unbroken word, in about 730 px on a laptop screen. So keys break at spaces
+    ("candidate recall_at_precision") and links are Markdown (``links``): the rule table beside
+    them then shows whole instead of running off the page.
+    """
     version, reference = report["candidate_version"], report["reference"]
     failed = [v.check for v in verdicts if not v.passed]
     return {
@@ -253,26 +261,46 @@ def _catalog_entry(
         "holdout_rows": MetadataValue.int(report["holdout_rows"]),
         "holdout_frauds": MetadataValue.int(report["holdout_frauds"]),
         **{
-            f"candidate_{m}": MetadataValue.float(round(v, 5)) for m, v in candidate.metrics.items()
+            f"candidate {m}": MetadataValue.float(round(v, 5)) for m, v in candidate.metrics.items()
         },
         **{
-            f"scoring_ms_per_10k_rows ({name})": MetadataValue.float(round(ms, 2))
+            f"scoring ms per 10k rows ({name})": MetadataValue.float(round(ms, 2))
             for name, ms in report["scoring_ms_per_10k_rows"].items()
         },
-        "mlflow_run": MetadataValue.url(
-            model_registry.run_url(candidate_model["experiment_id"], candidate_model["run_id"])
+        **links(model_registry, candidate_model, report["artifacts"]),
+    }
+
+
+def links(
+    model_registry: ModelRegistry, candidate_model: dict[str, Any], artifacts: list[str]
+) -> dict[str, MetadataValue]:
+    """The candidate's MLflow run and registered version, and the evaluation's files, as links.
+
+    Markdown, because the UI shows a URL or path value on one unbroken line, and the run's URL
+    alone is wider than the overview leaves for values. A file links to its copy in the run's
+    artifacts, where MLflow displays it; the record lists where it lies in the lake.
+    """
+    run_url = model_registry.run_url(candidate_model["experiment_id"], candidate_model["run_id"])
+    version = candidate_model["version"]
+    names = [Path(path).name for path in artifacts]
+    return {
+        "mlflow_run": MetadataValue.md(f"[{candidate_model['run_id']}]({run_url})"),
+        "model_version": MetadataValue.md(
+            f"[{model_registry.model_name} v{version}]({model_registry.version_url(version)})"
         ),
-        "model_version": MetadataValue.url(model_registry.version_url(version)),
-        **{f"report: {Path(path).stem}": MetadataValue.path(path) for path in report["artifacts"]},
+        "reports": MetadataValue.md(
+            " · ".join(f"[{name}]({run_url}/artifacts/{ARTIFACT_PATH}/{name})" for name in names)
+        ),
     }
 
 
 def verdict_table(verdicts: list[Verdict], reference_name: str) -> TableMetadataValue:
-    """The gate as Dagster table metadata: metric, verdict, candidate, reference, rule.
+    """The gate as Dagster table metadata: metric, verdict, and the candidate against the rule.
 
-    The verdict comes right after the metric: on the asset's overview, at laptop widths, the
-    long keys, paths and URLs of the other metadata make the table wider than the page, and only
-    the left of this one shows until scrolled. The Checks tab shows it whole.
+    The last column is the candidate's value and the rule with the reference's value filled in
+    (``0.0549 ≥ 0.0062 + 0.002``). The asset's overview at laptop widths leaves this table about
+    330 px: room for three narrow columns, where the candidate, reference and rule in columns of
+    their own were cut off. There the last column wraps, one number a line.
     """
     return MetadataValue.table(
         records=[
@@ -280,9 +308,7 @@ def verdict_table(verdicts: list[Verdict], reference_name: str) -> TableMetadata
                 {
                     "metric": v.check,
                     "verdict": "pass" if v.passed else "FAIL",
-                    "candidate": round(v.candidate, 4),
-                    reference_name: None if v.reference is None else round(v.reference, 4),
-                    "rule": v.rule,
+                    "candidate": f"{v.candidate:.4f} {_filled_in(v)}",
                 }
             )
             for v in verdicts
@@ -291,12 +317,28 @@ def verdict_table(verdicts: list[Verdict], reference_name: str) -> TableMetadata
             columns=[
                 TableColumn("metric", "string"),
                 TableColumn("verdict", "string"),
-                TableColumn("candidate", "float"),
-                TableColumn(reference_name, "float", description="The reference's value."),
-                TableColumn("rule", "string", description="What the candidate must reach."),
+                TableColumn(
+                    "candidate",
+                    "string",
+                    description="The candidate's value and the rule it must meet, with "
+                    f"{reference_name}'s value in place of 'reference'.",
+                ),
             ]
         ),
     )
+
+
+def _filled_in(verdict: Verdict) -> str:
+    """The rule with the reference's value for the word "reference" (``gate.relative_rule``).
+
+    A no-break space keeps each operator with its number when the column wraps.
+    """
+    rule = verdict.rule
+    if verdict.reference is not None:
+        rule = rule.replace("reference", f"{verdict.reference:.4f}")
+    for operator in "≥≤+−":
+        rule = rule.replace(f"{operator} ", f"{operator}\N{NO-BREAK SPACE}")
+    return rule
 
 
 @asset_check(

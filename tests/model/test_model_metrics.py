@@ -8,8 +8,9 @@ cannot produce on demand.
 import numpy as np
 import polars as pl
 import pytest
+from dagster import MarkdownMetadataValue
 
-from platform_assets.model.evaluation_report import EvaluationConfig, verdict_table
+from platform_assets.model.evaluation_report import EvaluationConfig, links, verdict_table
 from platform_assets.model.gate import (
     DEFAULT_CRITICAL_RULES,
     GateRules,
@@ -19,6 +20,7 @@ from platform_assets.model.gate import (
     relative_rule,
 )
 from platform_assets.model.suite import calibration_error, evaluate, operating_point, slice_masks
+from resources.model_registry import ModelRegistry
 
 pytestmark = pytest.mark.unit
 
@@ -161,38 +163,53 @@ def test_rule_tolerances_are_configurable(holdout):
     assert "roc_auc" not in judge(rows, labels, slightly_worse, champion, critical=tolerant)[0]
 
 
-def test_verdict_table_names_the_failed_rule():
+def test_verdict_table_names_the_failed_rule_and_fills_in_the_reference():
     table = verdict_table(
         [
             Verdict("log_loss", 0.04, 0.05, "≤ reference", False),
+            Verdict("pr_auc [channel:online]", 0.10432, 0.09, "≥ reference − 0.02", True),
             Verdict("roc_auc floor", None, 0.81234, "≥ 0.75", True),
         ],
         "champion v3",
     )
-    # The verdict next to the metric: the overview shows the table's left part first.
-    assert [c.name for c in table.schema.columns] == [
-        "metric",
-        "verdict",
-        "candidate",
-        "champion v3",
-        "rule",
-    ]
+    # Three columns, the verdict next to the metric: the overview has room for no more.
+    assert [c.name for c in table.schema.columns] == ["metric", "verdict", "candidate"]
+    assert "champion v3" in str(table.schema.columns[2].description)
+    # Wrapped, the cell breaks only before an operator: "0.0900 / ≥ 0.1043 / − 0.02".
+    nbsp = "\N{NO-BREAK SPACE}"
     assert [r.data for r in table.records] == [
+        {"metric": "log_loss", "verdict": "FAIL", "candidate": f"0.0500 ≤{nbsp}0.0400"},
         {
-            "metric": "log_loss",
-            "champion v3": 0.04,
-            "candidate": 0.05,
-            "rule": "≤ reference",
-            "verdict": "FAIL",
-        },
-        {
-            "metric": "roc_auc floor",
-            "champion v3": None,
-            "candidate": 0.8123,
-            "rule": "≥ 0.75",
+            "metric": "pr_auc [channel:online]",
             "verdict": "pass",
+            "candidate": f"0.0900 ≥{nbsp}0.1043 −{nbsp}0.02",
         },
+        {"metric": "roc_auc floor", "verdict": "pass", "candidate": f"0.8123 ≥{nbsp}0.75"},
     ]
+
+
+def test_links_are_markdown_that_opens_the_run_the_version_and_each_file_in_mlflow():
+    registry = ModelRegistry(tracking_uri="https://mlflow.example.com")
+    run = "https://mlflow.example.com/#/experiments/3/runs/abc123"
+    candidate = {"experiment_id": "3", "run_id": "abc123", "version": "7"}
+    folder = "/lake/reports/evaluation/fraud_model-v7"
+
+    metadata = links(registry, candidate, [f"{folder}/roc.png", f"{folder}/report.html"])
+
+    # Markdown shows a short name that wraps; a url or path value would show the whole address.
+    assert {key: type(value) for key, value in metadata.items()} == {
+        "mlflow_run": MarkdownMetadataValue,
+        "model_version": MarkdownMetadataValue,
+        "reports": MarkdownMetadataValue,
+    }
+    assert metadata["mlflow_run"].value == f"[abc123]({run})"
+    assert metadata["model_version"].value == (
+        "[fraud_model v7](https://mlflow.example.com/#/models/fraud_model/versions/7)"
+    )
+    assert metadata["reports"].value == (
+        f"[roc.png]({run}/artifacts/evaluation/roc.png)"
+        f" · [report.html]({run}/artifacts/evaluation/report.html)"
+    )
 
 
 def test_rules_read_without_a_zero_margin():

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from dagster import AssetKey
+from dagster import AssetIn, AssetKey, MetadataValue, asset, materialize
 from polars.testing import assert_frame_equal
 
 from resources.clock import Clock
-from resources.lake import BaselineNotAccepted, Lake
+from resources.lake import BaselineNotAccepted, Lake, RecordIOManager
 
 pytestmark = pytest.mark.unit
 
@@ -94,6 +94,28 @@ def test_report_path_is_under_reports_and_its_folder_exists(tmp_path: Path) -> N
     assert path == tmp_path / "reports" / "drift" / "2026-03-02.html"
     assert path.parent.is_dir()
     assert not path.exists()
+
+
+def test_a_record_is_stored_as_json_and_its_metadata_path_is_relative_to_the_lake(
+    tmp_path: Path,
+) -> None:
+    @asset(key=["model", "report"], io_manager_key="records")
+    def report() -> dict:
+        return {"version": "3", "passed": True}
+
+    @asset(ins={"report": AssetIn(key=["model", "report"])})
+    def reader(report: dict) -> dict:
+        return report
+
+    records = RecordIOManager(lake=Lake(root=str(tmp_path)))
+    result = materialize([report, reader], resources={"records": records})
+
+    assert result.output_for_node("reader") == {"version": "3", "passed": True}
+    stored = tmp_path / "records" / "model" / "report.json"
+    assert json.loads(stored.read_text(encoding="utf-8")) == {"version": "3", "passed": True}
+    (event,) = result.asset_materializations_for_node("model__report")
+    # Relative: an absolute path is shown whole and widens the asset page past a laptop screen.
+    assert event.metadata["record"] == MetadataValue.path("records/model/report.json")
 
 
 # --- baselines ----------------------------------------------------------------------------------
