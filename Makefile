@@ -8,6 +8,9 @@ UV_VERSION := 0.13.9
 export DAGSTER_HOME := $(CURDIR)/.flywheel/dagster_home
 DAGSTER_PORT := 3000
 SERVING_PORT := 8800
+# make demo: its own instance and data (replaced on every start) and the story it plays.
+DEMO_DIR := $(CURDIR)/.flywheel/demo
+SCENARIO := resources/scenarios/default.yaml
 export UV_COMPILE_BYTECODE := 1
 # Use the system trust store, so uv works behind TLS-inspecting proxies as pip does.
 export UV_SYSTEM_CERTS := 1
@@ -16,13 +19,22 @@ export DO_NOT_TRACK := 1
 MLFLOW_STORE := $(CURDIR)/.flywheel/data/mlflow
 MLFLOW_PORT := 5000
 
-.PHONY: dev mlflow test lint test-unit test-asset-graph test-sensor test-e2e bench env
+.PHONY: dev demo mlflow test lint test-unit test-asset-graph test-sensor test-e2e bench env
 
 ## dev: create the environment and start `dagster dev` on http://127.0.0.1:3000 and the prediction
 ## service on http://127.0.0.1:8800 (loopback only; the service follows the registry's aliases);
 ## Ctrl-C stops every process of it within seconds (serving/dev.py)
 dev: env $(DAGSTER_HOME)/dagster.yaml
 	$(UV) run --no-sync python -m serving.dev --dagster-port $(DAGSTER_PORT) --serving-port $(SERVING_PORT)
+
+## demo: play a scenario (SCENARIO=path, default resources/scenarios/default.yaml) on a compressed
+## clock from an empty instance in .flywheel/demo: the same UI and service ports as make dev
+demo: env
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)/dagster_home
+	printf '%s\n' "$$DAGSTER_YAML" > $(DEMO_DIR)/dagster_home/dagster.yaml
+	DAGSTER_HOME=$(DEMO_DIR)/dagster_home FLYWHEEL_DATA_DIR=$(DEMO_DIR)/data \
+	$(UV) run --no-sync python -m serving.dev --dagster-port $(DAGSTER_PORT) \
+		--serving-port $(SERVING_PORT) --scenario $(abspath $(SCENARIO))
 
 ## mlflow: MLflow's UI on http://127.0.0.1:5000 over make dev's tracking store and model registry
 mlflow: env
@@ -55,9 +67,27 @@ $(UV):
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
-# The Dagster instance of `make dev`: SQLite storage inside the project, no telemetry, the
-# freshness daemon on so raw_transactions' freshness policy is evaluated, and two runs at a time
-# (two cores: a backfill of many days queues instead of starting every run at once).
+# The Dagster instance of `make dev` and `make demo`: SQLite storage inside the project, no
+# telemetry, the freshness daemon on so raw_transactions' freshness policy is evaluated, two runs
+# at a time (two cores: a backfill of many days queues instead of starting every run at once),
+# dequeued every second, and sensors evaluated side by side so that a slow one delays no other.
+define DAGSTER_YAML
+telemetry:
+  enabled: false
+freshness:
+  enabled: true
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+  config:
+    max_concurrent_runs: 2
+    dequeue_interval_seconds: 1
+sensors:
+  use_threads: true
+  num_workers: 4
+endef
+export DAGSTER_YAML
+
 $(DAGSTER_HOME)/dagster.yaml: Makefile
-	mkdir -p $(DAGSTER_HOME)
-	printf 'telemetry:\n  enabled: false\nfreshness:\n  enabled: true\nconcurrency:\n  runs:\n    max_concurrent_runs: 2\n' > $@
+	mkdir -p $(@D)
+	printf '%s\n' "$$DAGSTER_YAML" > $@

@@ -4,6 +4,9 @@ Run (the Makefile does; DAGSTER_HOME must name the instance)::
 
     python -m serving.dev --dagster-port 3000 --serving-port 8800
 
+``make demo`` adds ``--scenario FILE``: every process plays the scenario, live traffic is sent to
+the prediction service, and the story's clock starts with the first champion (serving/demo.py).
+
 A shell's ``&`` and ``trap`` used to do this, and a stop could leave processes behind for
 minutes: a signal to make's group reached every process at once and ``uv run`` forwarded it a
 second time, which cuts ``dagster dev``'s own cleanup short, while its code server only exits
@@ -34,10 +37,13 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import FrameType
 
 import psutil
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+
+from serving import demo
 
 log = logging.getLogger("serving.dev")
 
@@ -199,13 +205,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--dagster-port", type=int, required=True)
     parser.add_argument("--serving-port", type=int, required=True)
+    parser.add_argument(
+        "--scenario", type=Path, help="make demo: the scenario file to play on a compressed clock"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(name)s %(levelname)s %(message)s")
     log.setLevel(logging.INFO)  # this module's steps, not the INFO chatter of Dagster's storage
+    commands = dev_commands(args.dagster_port, args.serving_port)
+    story_ended = threading.Event()
+    if args.scenario:
+        demo.log.setLevel(logging.INFO)
+        if traffic := demo.play(args.scenario, args.serving_port):
+            commands.append(Command("traffic", traffic))
+        starter = threading.Thread(
+            target=demo.start_clock_with_first_champion, args=(story_ended,), daemon=True
+        )
+        starter.start()
     # Opened before Dagster starts: a first open creates or migrates the storage (about 2 s),
     # which a stop should not wait for.
     with DagsterInstance.get() as instance:
-        status = Supervisor(dev_commands(args.dagster_port, args.serving_port)).run()
+        status = Supervisor(commands).run()
+        story_ended.set()
         canceled = cancel_runs_in_flight(instance)
     log.info("marked %d runs canceled: %s", len(canceled), canceled)
     return status
