@@ -8,10 +8,15 @@ requests the first ``training_set``; declarative automation trains, gates and pr
 there. It does nothing on an instance that has a champion or has trained before.
 """
 
+import datetime
+
 from dagster import (
+    AssetKey,
     AssetPartitionStatus,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -32,6 +37,8 @@ from resources.label_policy import LabelPolicy
 from resources.model_registry import ModelRegistry
 
 BOOTSTRAP_TAGS = {"flywheel/trigger": "bootstrap"}
+# Failed attempts at a step before the bootstrap waits for a person (see the runs it names).
+MAX_ATTEMPTS = 3
 
 
 @sensor(
@@ -73,12 +80,18 @@ def bootstrap_sensor(
             f"Ingesting the history: {len(landed) - len(waiting)} of {len(landed)} days done "
             f"({landed[0]}..{landed[-1]}); the first training set follows."
         )
-    config = {"days": FIRST_TRAINING_DAYS}
+    # The last day whose labels are all in the ingested label feed (its days up to yesterday).
+    last_day = datetime.date.fromisoformat(landed[-1]) - datetime.timedelta(
+        days=label_policy.maturity_days
+    )
+    config = {"days": FIRST_TRAINING_DAYS, "last_day": last_day.isoformat()}
+    attempt = _next_attempt(context, TRAINING_SET)
+    if isinstance(attempt, SkipReason):
+        return attempt
     return SensorResult(
         run_requests=[
             RunRequest(
-                # A failed attempt is tried again when the next day lands.
-                run_key=f"bootstrap-training-set-{landed[-1]}",
+                run_key=f"bootstrap-training-set-{attempt}",
                 asset_selection=[TRAINING_SET],
                 run_config={"ops": {"training_set": {"config": config}}},
                 tags=BOOTSTRAP_TAGS,
@@ -107,13 +120,37 @@ def _first_baseline(
         "person's."
     )
     config = {"partitions": days, "reason": reason}
+    attempt = _next_attempt(context, TRANSACTION_BASELINE)
+    if isinstance(attempt, SkipReason):
+        return attempt
     return SensorResult(
         run_requests=[
             RunRequest(
-                run_key=f"bootstrap-baseline-{days[-1]}",
+                run_key=f"bootstrap-baseline-{attempt}",
                 asset_selection=[TRANSACTION_BASELINE],
                 run_config={"ops": {"transaction_baseline": {"config": config}}},
                 tags={**BOOTSTRAP_TAGS, "flywheel/acceptance": "bootstrap"},
             )
         ]
     )
+
+
+def _next_attempt(context: SensorEvaluationContext, key: AssetKey) -> int | SkipReason:
+    """The number of the next attempt at a bootstrap step: one more than the failed ones.
+
+    A run key per attempt makes a failed run requested again (a key is never launched twice),
+    and ``MAX_ATTEMPTS`` failures stop the retries so a broken step waits for a person.
+    """
+    failed = [
+        run
+        for run in context.instance.get_runs(
+            RunsFilter(tags=BOOTSTRAP_TAGS, statuses=[DagsterRunStatus.FAILURE])
+        )
+        if key in (run.asset_selection or ())
+    ]
+    if len(failed) >= MAX_ATTEMPTS:
+        return SkipReason(
+            f"The bootstrap's {key.to_user_string()} failed {len(failed)} times (latest run "
+            f"{failed[0].run_id}); fix what its log names and materialize it by hand."
+        )
+    return len(failed) + 1

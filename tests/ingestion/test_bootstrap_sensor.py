@@ -147,7 +147,7 @@ def test_the_first_ingested_days_become_the_baseline_accepted_by_bootstrap(
         assert drift.passed and "No accepted baseline yet" in (drift.description or "")
 
     request = only_request(tick(platform.instance, registry))
-    assert request.run_key == f"bootstrap-baseline-{FIRST_DAYS[-1]}"
+    assert request.run_key == "bootstrap-baseline-1"
     assert request.asset_selection == [TRANSACTION_BASELINE]
     assert request.tags == {"flywheel/trigger": "bootstrap", "flywheel/acceptance": "bootstrap"}
     config = request.run_config["ops"]["transaction_baseline"]["config"]
@@ -216,10 +216,13 @@ def test_the_whole_history_ingested_requests_the_first_training_set(
 
     request = only_request(tick(instance, registry))
 
-    # A failed attempt is requested again once the next day has landed.
-    assert request.run_key == f"bootstrap-training-set-{WINDOW[-1]}"
+    assert request.run_key == "bootstrap-training-set-1"
     assert request.asset_selection == [TRAINING_SET]
-    assert request.run_config == {"ops": {"training_set": {"config": {"days": 14}}}}
+    # Its labels are all in: the label feed is ingested up to the window's last day (POLICY:
+    # labels within a day).
+    last_day = datetime.date.fromisoformat(WINDOW[-1]) - datetime.timedelta(days=1)
+    config = {"days": 14, "last_day": last_day.isoformat()}
+    assert request.run_config == {"ops": {"training_set": {"config": config}}}
     assert request.tags == {"flywheel/trigger": "bootstrap"}
 
 
@@ -237,7 +240,26 @@ def test_feature_rows_still_computing_hold_the_training_set(
     assert "45 of 46 days done" in skip_message(tick(instance, registry))
 
     store(instance, CUSTOMER_FEATURES, WINDOW[-1])
-    assert only_request(tick(instance, registry)).run_key == f"bootstrap-training-set-{WINDOW[-1]}"
+    assert only_request(tick(instance, registry)).run_key == "bootstrap-training-set-1"
+
+
+def test_a_failed_step_is_tried_again_then_left_to_a_person(
+    platform: LocalPlatform, registry: ModelRegistry
+):
+    instance = platform.instance
+    store(instance, TRANSACTION_BASELINE)
+    store(instance, RAW_TRANSACTIONS, *WINDOW)
+    job = platform.defs.resolve_implicit_global_asset_job_def()
+
+    for attempt in (1, 2, 3):
+        assert only_request(tick(instance, registry)).run_key == f"bootstrap-training-set-{attempt}"
+        run = instance.create_run_for_job(
+            job, asset_selection=frozenset({TRAINING_SET}), tags={"flywheel/trigger": "bootstrap"}
+        )
+        instance.report_run_failed(run)
+
+    message = skip_message(tick(instance, registry))
+    assert "failed 3 times" in message and run.run_id in message
 
 
 def test_a_training_set_ends_the_bootstrap(instance: DagsterInstance, registry: ModelRegistry):
