@@ -59,10 +59,19 @@ def _history(
             "ingest the day (or clear its halt) first"
         )
     missing = sorted(set(wanted) - set(stored))
-    if missing:
+    # Days before the first stored one are before the platform's history began: expected on
+    # its first days, so said once as a range. A gap inside the history is a warning.
+    gaps = [day for day in missing if stored and day > min(stored)]
+    before = len(missing) - len(gaps)
+    if before:
+        context.log.info(
+            f"{asset_key.to_user_string()}: the windows start at the first stored day; "
+            f"{before} earlier day(s) ({missing[0]}..{missing[before - 1]}) were never ingested"
+        )
+    if gaps:
         context.log.warning(
-            f"{asset_key.to_user_string()}: {len(missing)} history day(s) not stored, the "
-            f"windows see less: {', '.join(missing)}"
+            f"{asset_key.to_user_string()}: {len(gaps)} day(s) inside the history not stored "
+            f"(halted or not ingested), the windows see less: {', '.join(gaps)}"
         )
     metadata = {
         f"{asset_key.path[-1]}_days_read": MetadataValue.int(len(stored)),
