@@ -5,7 +5,7 @@ pyproject.toml), so a module's fixtures are built once. Files are handed out in 
 the longest ones go first, so neither worker is left with one at the end while the other idles.
 """
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return LONGEST_FILES.get(item.path.relative_to(TESTS).as_posix(), 0)
 
     items.sort(key=seconds, reverse=True)  # stable: a file's tests stay together and in order
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item,
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Keep each phase's report on its test (``item.rep_setup``, ``rep_call``, ``rep_teardown``).
+
+    A fixture's teardown can then tell whether the test failed, to keep artifacts only then
+    (the browser's screenshots, ``support/browser.py``).
+    """
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
 
 
 @pytest.fixture
