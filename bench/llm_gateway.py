@@ -10,9 +10,19 @@ What is measured, and why:
 * **Cache hit latency.** The same question asked again through the gateway (HTTP, end to end),
   and the in-process cache lookup alone.
 * **Cost saved on a repeated-question workload.** Analysts ask the golden questions again and
-  again, some in paraphrase (the labelled paraphrase set), with a popularity skew (Zipf, s=1.1).
-  The workload runs through the gateway with and without the cache; cost comes from the ledger
-  at gpt-4o-mini list prices (the provider reports token usage like the real one).
+  again, a third of the repeats in paraphrase, with a popularity skew (Zipf, s=1.1). The
+  workload runs through the gateway with and without the cache; cost comes from the ledger at
+  gpt-4o-mini list prices (the provider reports token usage like the real one). The cache's
+  threshold is calibrated on ``serving/evals/paraphrases.jsonl``, so the headline workload takes
+  its paraphrases from a held-out set the threshold never saw
+  (``bench/helpers/held_out_paraphrases.jsonl``: two paraphrases of each of the 15 golden
+  questions and one near miss each, a different question worded closely; no text shared with
+  the calibration set, which the bench checks). Three workloads, the same seed: paraphrases from
+  the calibration set (the figure this bench reported before, for comparison), held-out
+  paraphrases, and held-out paraphrases with one ask in ten replaced by its near miss. Every hit
+  is checked against the question it answers: a hit on another question's entry is a wrong
+  answer served, counted apart, and only right hits count as saved. The held-out pairs are also
+  scored alone at the calibrated threshold (paraphrases that hit, near misses that hit).
 
 Run from the project root: ``.venv/bin/python bench/llm_gateway.py`` (about a minute; ``--quick``
 for a smoke run). Tables go to stdout, and the last line of stdout is one JSON object.
@@ -30,20 +40,35 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import openai
 import uvicorn
+from helpers.tables import print_table
 from helpers.timing import percentiles, timed
 
 from resources.environments import PROJECT_ROOT
-from resources.llm.cache import load_pairs
+from resources.llm.cache import (
+    CacheEntry,
+    Scope,
+    SemanticCache,
+    calibrate_threshold,
+    guards,
+    load_pairs,
+)
 from resources.llm.environments import llm_resources
 from resources.llm.gateway import PARAPHRASE_SET, Gateway, GatewaySettings, build_gateway
+from resources.llm.keys import ApiKeys
 from resources.llm.providers import LLMProviders, ProviderConfig
 from serving.llm.app import create_app
 from serving.llm.loopback import LoopbackProvider
 
 USE_CASE = "fraud_ops_assistant"
 MODEL_LATENCY_SECONDS = 0.02
+GATEWAY_KEY = "fw-bench-key"
+GOLDEN = PROJECT_ROOT / "serving/evals/fraud_ops_assistant.golden.jsonl"
+HELD_OUT = Path(__file__).resolve().parent / "helpers" / "held_out_paraphrases.jsonl"
+PARAPHRASE_SHARE = 1 / 3
+NEAR_MISS_SHARE = 1 / 10
 
 
 class Served:
@@ -51,7 +76,10 @@ class Served:
 
     def __init__(self, gateway: Gateway):
         config = uvicorn.Config(
-            create_app(gateway, [USE_CASE]), host="127.0.0.1", port=0, log_level="error"
+            create_app(gateway, [USE_CASE], ApiKeys.of({USE_CASE: GATEWAY_KEY})),
+            host="127.0.0.1",
+            port=0,
+            log_level="error",
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -83,27 +111,114 @@ def gateway_for(root: Path, provider_url: str, ttl: float) -> Gateway:
     return build_gateway(r, GatewaySettings(cache_ttl_seconds=ttl, reload_seconds=1.0))
 
 
-def workload(count: int, seed: int) -> list[str]:
-    """Repeated questions with a Zipf skew; a third of the repeats come as paraphrases."""
-    golden = [
-        json.loads(line)["question"]
-        for line in (PROJECT_ROOT / "serving/evals/fraud_ops_assistant.golden.jsonl")
-        .read_text()
-        .splitlines()
-    ]
-    paraphrases: dict[str, list[str]] = {}
-    for pair in load_pairs(PARAPHRASE_SET):
-        if pair["same"]:
-            paraphrases.setdefault(pair["a"], []).append(pair["b"])
+def grouped(pairs: list[dict[str, Any]], same: bool) -> dict[str, list[str]]:
+    """The ``b`` texts of a paraphrase set's pairs, by their ``a`` question."""
+    out: dict[str, list[str]] = {}
+    for pair in pairs:
+        if pair["same"] == same:
+            out.setdefault(pair["a"], []).append(pair["b"])
+    return out
+
+
+def held_out_pairs() -> list[dict[str, Any]]:
+    """The held-out paraphrase set, refused if it shares a text with the calibration set."""
+    held_out = load_pairs(HELD_OUT)
+    calibration = {text for pair in load_pairs(PARAPHRASE_SET) for text in (pair["a"], pair["b"])}
+    seen = {pair["b"] for pair in held_out} & calibration
+    if seen:
+        raise RuntimeError(f"held-out texts the threshold was calibrated on: {sorted(seen)}")
+    return held_out
+
+
+def workload(
+    count: int, seed: int, pairs: list[dict[str, Any]], near_miss_share: float = 0.0
+) -> list[tuple[str, str]]:
+    """Repeated questions with a Zipf skew, as (asked text, the question it means).
+
+    With ``near_miss_share``, that share of the asks of a question with a near miss in ``pairs``
+    is replaced by it (a different question, which means itself); a third of the other asks of
+    a question with paraphrases in ``pairs`` come as one of them (all 15 golden questions have
+    held-out paraphrases, 8 have some in the calibration set).
+    """
+    golden = [json.loads(line)["question"] for line in GOLDEN.read_text().splitlines()]
+    paraphrases, near_misses = grouped(pairs, same=True), grouped(pairs, same=False)
     rng = random.Random(seed)
     weights = [1 / (rank + 1) ** 1.1 for rank in range(len(golden))]
     asked = []
     for _ in range(count):
         question = rng.choices(golden, weights)[0]
-        if question in paraphrases and rng.random() < 1 / 3:
-            question = rng.choice(paraphrases[question])
-        asked.append(question)
+        # Draws only where a replacement exists: without near misses, the asks are the same
+        # for the same seed as before the held-out set existed.
+        if near_miss_share and question in near_misses and rng.random() < near_miss_share:
+            near_miss = rng.choice(near_misses[question])
+            asked.append((near_miss, near_miss))
+        elif question in paraphrases and rng.random() < PARAPHRASE_SHARE:
+            asked.append((rng.choice(paraphrases[question]), question))
+        else:
+            asked.append((question, question))
     return asked
+
+
+class WatchedCache(SemanticCache):
+    """The gateway's (empty) cache, remembering the entry each lookup served."""
+
+    def __init__(self, cache: SemanticCache):
+        super().__init__(cache.threshold, cache.ttl_seconds, now=cache.now)
+        self.last: CacheEntry | None = None
+
+    def lookup(
+        self, scope: Scope, question: str, vector: np.ndarray
+    ) -> tuple[CacheEntry, float] | None:
+        """The parent's lookup; the entry it serves is kept in ``last``."""
+        hit = super().lookup(scope, question, vector)
+        self.last = hit[0] if hit is not None else None
+        return hit
+
+
+def run_workload(gateway: Gateway, asked: list[tuple[str, str]]) -> dict[str, Any]:
+    """Ask every question through ``gateway``; cost and hits from its ledger, right and wrong."""
+    cache = gateway.cache = WatchedCache(gateway.cache)
+    meaning: dict[str, str] = {}  # asked text -> the question it means
+    wrong, wrong_saved = 0, 0.0
+    for n, (text, question) in enumerate(asked):
+        meaning.setdefault(text, question)
+        cache.last = None
+        gateway.answer(text, USE_CASE, f"analyst-{n % 40}")
+        if cache.last is not None and meaning[cache.last.question] != question:
+            wrong, wrong_saved = wrong + 1, wrong_saved + cache.last.cost_usd
+    calls = gateway.ledger.calls()
+    hits = int(calls["cache_hit"].sum())
+    return {
+        "cost_usd": float(calls["cost_usd"].sum()),
+        "hits": hits,
+        "wrong_hits": wrong,
+        "wrong_hits_saved_usd": wrong_saved,
+        "provider_calls": calls.height - hits,
+    }
+
+
+def held_out_scores(gateway: Gateway, pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The held-out pairs alone at the gateway's calibrated threshold."""
+    threshold = gateway.cache.threshold
+    if threshold is None:
+        raise RuntimeError("the gateway's cache has no threshold")
+    vectors = gateway.embedder.embed([text for p in pairs for text in (p["a"], p["b"])])
+    hit = [
+        float(vectors[2 * i] @ vectors[2 * i + 1]) >= threshold and guards(p["a"]) == guards(p["b"])
+        for i, p in enumerate(pairs)
+    ]
+    same = [h for h, p in zip(hit, pairs, strict=True) if p["same"]]
+    different = [h for h, p in zip(hit, pairs, strict=True) if not p["same"]]
+    calibration = calibrate_threshold(gateway.embedder, load_pairs(PARAPHRASE_SET))
+    return {
+        "threshold": threshold,
+        "calibration_paraphrase_hit_rate": calibration.paraphrase_hit_rate,
+        "calibration_false_hits": calibration.false_hits,
+        "paraphrases": len(same),
+        "paraphrases_hit": sum(same),
+        "near_misses": len(different),
+        "near_misses_hit": sum(different),
+    }
 
 
 def run(count: int) -> dict[str, Any]:
@@ -124,7 +239,7 @@ def run(count: int) -> dict[str, Any]:
         def through(gateway: Gateway) -> list[float]:
             """The same question ``count`` times through ``gateway`` served over HTTP."""
             with Served(gateway) as url:
-                client = openai.OpenAI(base_url=url, api_key="bench", max_retries=0)
+                client = openai.OpenAI(base_url=url, api_key=GATEWAY_KEY, max_retries=0)
                 return timed(
                     lambda n: client.chat.completions.create(
                         model=USE_CASE, messages=messages, user=f"user-{n}"
@@ -142,18 +257,22 @@ def run(count: int) -> dict[str, Any]:
         lookup_times = timed(lambda n: cached.cache.lookup(scope, question, vector), count)
         embed_times = timed(lambda n: cached.embedder.embed([question]), count)
 
-        asked = workload(count, seed=7)
-        spent = {}
-        for label, ttl in (("without_cache", 0.0), ("with_cache", 3600.0)):
-            gateway = gateway_for(Path(tmp, f"work-{label}"), model.base_url, ttl=ttl)
-            for n, text in enumerate(asked):
-                gateway.answer(text, USE_CASE, f"analyst-{n % 40}")
-            calls = gateway.ledger.calls()
-            spent[label] = {
-                "cost_usd": float(calls["cost_usd"].sum()),
-                "hits": int(calls["cache_hit"].sum()),
-                "provider_calls": int((calls["cache_hit"] == 0).sum()),
+        held_out = held_out_pairs()
+        scores = held_out_scores(cached, held_out)
+        workloads = {}
+        for name, pairs, near_miss_share in (
+            ("calibration_paraphrases", load_pairs(PARAPHRASE_SET), 0.0),
+            ("held_out_paraphrases", held_out, 0.0),
+            ("held_out_with_near_misses", held_out, NEAR_MISS_SHARE),
+        ):
+            asked = workload(count, 7, pairs, near_miss_share)
+            spent = {
+                label: run_workload(
+                    gateway_for(Path(tmp, f"{name}-{label}"), model.base_url, ttl), asked
+                )
+                for label, ttl in (("without_cache", 0.0), ("with_cache", 3600.0))
             }
+            workloads[name] = summarize(asked, spent)
 
     d, g, h, lk, em = map(
         percentiles, (direct_times, gateway_times, hit_times, lookup_times, embed_times)
@@ -177,20 +296,7 @@ def run(count: int) -> dict[str, Any]:
         f"{'gateway overhead (miss - direct)':<44}{overhead['p50_ms']:>10.2f}"
         f"{overhead['p99_ms']:>10.2f}"
     )
-    without, with_cache = spent["without_cache"], spent["with_cache"]
-    saved = without["cost_usd"] - with_cache["cost_usd"]
-    share = saved / without["cost_usd"] if without["cost_usd"] else 0.0
-    print(
-        f"\nRepeated-question workload: {count} questions over "
-        f"{len(set(asked))} distinct texts (Zipf s=1.1, a third of repeats paraphrased)\n"
-    )
-    print(f"{'':<16}{'provider calls':>16}{'cache hits':>12}{'cost USD':>14}")
-    for label, figures_ in spent.items():
-        print(
-            f"{label:<16}{figures_['provider_calls']:>16}{figures_['hits']:>12}"
-            f"{figures_['cost_usd']:>14.6f}"
-        )
-    print(f"cost saved by the cache: ${saved:.6f} ({share:.1%})")
+    report_workloads(count, scores, workloads)
     figures.update(
         direct=d,
         gateway_miss=g,
@@ -198,15 +304,61 @@ def run(count: int) -> dict[str, Any]:
         cache_lookup=lk,
         embedding=em,
         overhead=overhead,
-        workload={
-            **spent,
-            "saved_usd": saved,
-            "saved_share": share,
-            "distinct_texts": len(set(asked)),
-        },
+        held_out_pairs=scores,
+        # The headline: paraphrases the cache's threshold never saw.
+        workload=workloads["held_out_paraphrases"],
+        workloads=workloads,
         hit_vs_direct_p50_speedup=d["p50_ms"] / h["p50_ms"],
     )
     return figures
+
+
+def summarize(asked: list[tuple[str, str]], spent: dict[str, Any]) -> dict[str, Any]:
+    """One workload's figures: calls, hits, wrong hits, and the cost saved by right hits."""
+    without, with_cache = spent["without_cache"], spent["with_cache"]
+    saved = without["cost_usd"] - with_cache["cost_usd"]
+    # A wrong hit served another question's answer: what it "saved" is no saving.
+    saved_right = saved - with_cache["wrong_hits_saved_usd"]
+    return {
+        **spent,
+        "requests": len(asked),
+        "distinct_texts": len({text for text, _ in asked}),
+        "distinct_questions": len({meaning for _, meaning in asked}),
+        "saved_usd": saved,
+        "saved_share": saved / without["cost_usd"] if without["cost_usd"] else 0.0,
+        "saved_by_right_hits_share": saved_right / without["cost_usd"]
+        if without["cost_usd"]
+        else 0.0,
+    }
+
+
+def report_workloads(count: int, scores: dict[str, Any], workloads: dict[str, Any]) -> None:
+    """Print the held-out pairs' scores and the workloads side by side."""
+    print(
+        f"\nCache threshold {scores['threshold']:.4f}, calibrated on "
+        "serving/evals/paraphrases.jsonl (there: "
+        f"{scores['calibration_paraphrase_hit_rate']:.0%} of paraphrases hit, "
+        f"{scores['calibration_false_hits']} false hits). On the held-out pairs it never saw: "
+        f"{scores['paraphrases_hit']} of {scores['paraphrases']} paraphrases hit, "
+        f"{scores['near_misses_hit']} of {scores['near_misses']} near misses hit (wrong answers)."
+    )
+    rows = []
+    for name, w in workloads.items():
+        without, with_cache = w["without_cache"], w["with_cache"]
+        rows.append(
+            [name, w["distinct_texts"], w["distinct_questions"], without["provider_calls"],
+             without["cost_usd"], with_cache["provider_calls"], with_cache["hits"],
+             with_cache["wrong_hits"], with_cache["cost_usd"], w["saved_share"] * 100,
+             w["saved_by_right_hits_share"] * 100]
+        )  # fmt: skip
+    print_table(
+        f"Repeated-question workload: {count} asks each (Zipf s=1.1 over the 15 golden questions, "
+        "a third of asks of a question with paraphrases paraphrased, seed 7), through the gateway "
+        "without and with the cache; a wrong hit served another question's answer",
+        ["paraphrases from", "texts", "questions", "calls without", "USD without", "calls with",
+         "hits", "wrong hits", "USD with", "saved %", "saved by right hits %"],
+        rows,
+    )  # fmt: skip
 
 
 def main() -> None:

@@ -4,8 +4,10 @@
 one that answered, after any fallback) and shows what the semantic cache saved. Its
 ``llm_budget`` check compares each use case's and the total daily spend with the budgets in
 ``LLMLedger`` and alerts: a warning at ``warn_fraction`` of a budget, an error past it.
-``llm_ab_report`` compares the success rate of the production and candidate prompts per use case
-with a confidence interval and names the winner once the interval excludes zero.
+``llm_ab_report`` compares the success rate of the released production and candidate prompt
+versions per use case (outcomes of other versions are left out) with Newcombe's interval on the
+difference, and names a winner only once each arm has ``min_outcomes_per_arm`` outcomes and the
+interval excludes zero (``resources/llm/ab.py``).
 """
 
 import polars as pl
@@ -14,18 +16,21 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AutomationCondition,
+    Config,
     MaterializeResult,
     MetadataValue,
     asset,
 )
+from pydantic import Field
 
 from platform_assets.common.catalog import LLM, catalog
 from platform_assets.common.markdown import to_markdown
 from platform_assets.llm.spend import TOTAL, budget_status, day_start, spend_by
 from resources.alerting import Alerter
 from resources.clock import Clock
-from resources.llm.ab import analyse
+from resources.llm.ab import MIN_OUTCOMES_PER_ARM, analyse
 from resources.llm.ledger import LLMLedger
+from resources.llm.prompts import PromptRegistry
 
 BUDGET_CHECK = "llm_budget"
 HOURLY = AutomationCondition.on_cron("0 * * * *")
@@ -104,39 +109,76 @@ def llm_cost_report(
     )
 
 
-@asset(kinds={"sqlite"}, code_version="1", automation_condition=HOURLY, **catalog(LLM))
-def llm_ab_report(context, llm_ledger: LLMLedger) -> MaterializeResult:
-    """Production vs candidate prompt per use case: success rates, difference, 95 % CI, winner.
+class ABReportConfig(Config):
+    """When the A/B analysis may name a winner."""
+
+    min_outcomes_per_arm: int = Field(
+        default=MIN_OUTCOMES_PER_ARM,
+        ge=1,
+        description=(
+            "Outcomes each arm (released production and candidate version) needs before a "
+            "winner is named; below it the report says 'insufficient sample'. At 100 a rate "
+            "near 50 % is known to about +-10 points (95 %); fewer lets a handful of early "
+            "users decide the test."
+        ),
+    )
+    confidence: float = Field(
+        default=0.95, gt=0, lt=1, description="Two-sided confidence level of the intervals."
+    )
+
+
+@asset(kinds={"sqlite"}, code_version="2", automation_condition=HOURLY, **catalog(LLM))
+def llm_ab_report(
+    context, config: ABReportConfig, llm_ledger: LLMLedger, prompts: PromptRegistry
+) -> MaterializeResult:
+    """Released production vs candidate prompt per use case: success rates, difference, CI, winner.
 
     Outcomes are the users' feedback on gateway answers (POST /v1/feedback), each tagged with
-    the variant and prompt version the sticky split gave that user.
+    the variant and prompt version the sticky split gave that user; only the released versions'
+    outcomes count, and no winner is named below the minimum sample per arm.
     """
     ledger = llm_ledger.open()
     try:
         outcomes = ledger.outcomes()
     finally:
         ledger.close()
-    rows = []
-    for use_case in sorted(set(outcomes["use_case"].to_list())):
-        result = analyse(outcomes.filter(pl.col("use_case") == use_case))
+    release = prompts.release()
+    rows, results = [], {}
+    for use_case in sorted(set(outcomes["use_case"].to_list()) | set(release)):
+        served = release.get(use_case, {})
+        result = analyse(
+            outcomes.filter(pl.col("use_case") == use_case),
+            served.get("production"),
+            served.get("candidate"),
+            min_per_arm=config.min_outcomes_per_arm,
+            confidence=config.confidence,
+        )
+        results[use_case] = result
         low, high = result["ci"] or (None, None)
+        production, candidate = result["variants"]["production"], result["variants"]["candidate"]
         rows.append(
             {
                 "use_case": use_case,
-                "production_rate": result["variants"]["production"]["rate"],
-                "production_n": result["variants"]["production"]["n"],
-                "candidate_rate": result["variants"]["candidate"]["rate"],
-                "candidate_n": result["variants"]["candidate"]["n"],
+                "production_version": production["version"],
+                "production_n": production["n"],
+                "production_rate": production["rate"],
+                "candidate_version": candidate["version"],
+                "candidate_n": candidate["n"],
+                "candidate_rate": candidate["rate"],
                 "difference": result["difference"],
                 "ci_low": low,
                 "ci_high": high,
-                "winner": result["winner"],
+                "excluded": result["excluded"],
+                "winner": result["winner"] or "none",
+                "verdict": result["verdict"],
             }
         )
     context.log.info(f"A/B analysis of {outcomes.height} outcomes over {len(rows)} use case(s)")
     return MaterializeResult(
         metadata={
             "outcomes": MetadataValue.int(outcomes.height),
+            "min_outcomes_per_arm": MetadataValue.int(config.min_outcomes_per_arm),
             "analysis": MetadataValue.md(to_markdown(pl.DataFrame(rows))),
+            "results": MetadataValue.json(results),
         }
     )

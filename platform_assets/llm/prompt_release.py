@@ -1,7 +1,8 @@
 """What the gateway serves: each use case's production prompt and its approved candidate.
 
 Runs after a passing ``llm_eval_report`` (its blocking check stops it otherwise) and checks the
-verdict again, so no path releases an unevaluated candidate.
+verdict again, so no path releases an unevaluated candidate, nor a production prompt that failed
+its evaluation (below the correctness floor, or judged on a fallback's answers).
 """
 
 import json
@@ -27,7 +28,7 @@ class ReleaseConfig(Config):
 @asset(
     deps=["llm_eval_report"],
     kinds={"json"},
-    code_version="1",
+    code_version="2",
     automation_condition=(
         AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()
     ),
@@ -38,27 +39,51 @@ def prompt_release(
 ) -> MaterializeResult:
     """What the gateway serves: each use case's production prompt and approved candidate.
 
-    A candidate is approved only by a passing evaluation of exactly these two versions; the
-    blocking gate keeps this asset from running after a failing one, and the verdict is
-    checked again here so that no path releases an unevaluated candidate.
+    A candidate is approved only by a passing evaluation of exactly these two versions, and a
+    production prompt only by an evaluation of it that it passed; a use case whose production
+    did not pass keeps its last release unchanged. The blocking gate keeps this asset from
+    running after a failing evaluation, and the verdict is checked again here so that no path
+    releases an unevaluated or failed prompt.
     """
-    release, rows = {}, []
+    previous, release, rows = prompts.release(), {}, []
     for use_case, labels in sorted(prompts.current().items()):
         verdict = prompts.latest_evaluation(use_case) or {}
+        production = labels["production"].version
+        # Verdicts written before production was judged on its own say only "passed".
+        production_passed = verdict.get("production") == production and bool(
+            verdict.get("production_passed", verdict.get("passed"))
+        )
         candidate = labels.get("candidate")
         approved = bool(
-            candidate
+            production_passed
+            and candidate
             and verdict.get("passed")
             and verdict.get("candidate") == candidate.version
-            and verdict.get("production") == labels["production"].version
         )
-        release[use_case] = {
-            "production": labels["production"].version,
-            "candidate": candidate.version if candidate and approved else None,
-            "candidate_share": config.candidate_share if approved else 0.0,
-            "released_at": clock.now().isoformat(),
-        }
-        rows.append({"use_case": use_case, **release[use_case], "approved": approved})
+        if production_passed:
+            release[use_case] = {
+                "production": production,
+                "candidate": candidate.version if candidate and approved else None,
+                "candidate_share": config.candidate_share if approved else 0.0,
+                "released_at": clock.now().isoformat(),
+            }
+        elif use_case in previous:
+            release[use_case] = previous[use_case]
+        # else: never released, and production did not pass: the gateway serves the files'
+        # production prompt as before any release (there is nothing evaluated to serve).
+        served = release.get(use_case, {})
+        rows.append(
+            {
+                "use_case": use_case,
+                "production": served.get("production"),
+                "candidate": served.get("candidate"),
+                "candidate_share": served.get("candidate_share", 0.0),
+                "released_at": served.get("released_at"),
+                "approved": approved,
+                "production_file": production,
+                "production_passed": production_passed,
+            }
+        )
     prompts.write_release(release)
     context.log.info(f"released {json.dumps(release)}")
     return MaterializeResult(

@@ -44,11 +44,15 @@ def guards(question: str) -> tuple[frozenset[str], frozenset[str]]:
 
 
 class SemanticCache:
-    """In-process semantic cache, scoped per use case, prompt version and index version."""
+    """In-process semantic cache, scoped per use case, prompt version and index version.
+
+    A ``threshold`` of None (not calibrated yet: the embedder was down when the gateway started)
+    makes every lookup miss until the gateway sets it.
+    """
 
     def __init__(
         self,
-        threshold: float,
+        threshold: float | None,
         ttl_seconds: float,
         now: Callable[[], float] = time.monotonic,
         max_entries_per_scope: int = 10_000,
@@ -66,21 +70,28 @@ class SemanticCache:
     def lookup(
         self, scope: Scope, question: str, vector: np.ndarray
     ) -> tuple[CacheEntry, float] | None:
-        """The best live entry in ``scope`` that passes every rule, with its similarity."""
+        """The best live entry in ``scope`` that passes every rule, with its similarity.
+
+        Entries and their vectors are read under the lock together: a store evicting the oldest
+        entry shifts both, so a position taken from one must index the other at the same moment.
+        """
+        threshold = self.threshold
+        if threshold is None:  # not calibrated yet: nothing is the same question
+            return None
+        wanted = guards(question)
+        oldest = self.now() - self.ttl_seconds
         with self._lock:
             entries = self._entries.get(scope)
             if not entries:
                 return None
             similarities = self._vectors[scope] @ vector
-        wanted = guards(question)
-        oldest = self.now() - self.ttl_seconds
-        for position in np.argsort(-similarities):
-            similarity = float(similarities[position])
-            if similarity < self.threshold:
-                return None
-            entry = entries[position]
-            if entry.created >= oldest and entry.guards == wanted:
-                return entry, similarity
+            for position in np.argsort(-similarities):
+                similarity = float(similarities[position])
+                if similarity < threshold:
+                    return None
+                entry = entries[position]
+                if entry.created >= oldest and entry.guards == wanted:
+                    return entry, similarity
         return None
 
     def store(

@@ -9,6 +9,11 @@ answerer as the only provider. ``prod`` reads everything that differs from the e
 - ``FLYWHEEL_EMBEDDINGS_URL``: the OpenAI-compatible embeddings endpoint (same key);
 - ``FLYWHEEL_RAG_CORPUS_DIR``, ``FLYWHEEL_RAG_INDEX_URI``: the corpus folder and the index;
 - ``FLYWHEEL_PROMPT_STORE``, ``FLYWHEEL_LLM_LEDGER_PATH``: registry folder and ledger file.
+
+The gateway's callers need an API key per use case, in every environment:
+``FLYWHEEL_LLM_KEY_<USE_CASE>`` (or its SHA-256, ``FLYWHEEL_LLM_KEY_SHA256_<USE_CASE>``); ``prod``
+does not start without them, ``local`` takes ``flywheel-local-dev-key`` on loopback instead
+(``resources/llm/keys.py``).
 """
 
 from pathlib import Path

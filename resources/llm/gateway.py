@@ -5,28 +5,42 @@ production and candidate), embeds the question, consults the semantic cache in t
 (use case, prompt version, index version), retrieves passages from the RAG index, renders the
 prompt and calls the provider chain, then writes the call to the cost ledger. The evaluation
 asset calls ``Gateway.answer`` too, so what is evaluated is exactly what is served.
+
+The served gateway (``build_gateway``) degrades instead of failing when the embedder is down:
+the request skips the semantic cache, retrieves passages by keyword instead of by vector, and
+says so (``GatewayAnswer.degraded == ["embeddings"]``; the HTTP app sends
+``X-Flywheel-Degraded: embeddings``). A breaker skips the embedder for a cooldown after repeated
+failures, so an outage costs no time per request; a gateway started during one calibrates its
+cache once the embedder answers. The evaluation's gateway has no breaker: it fails instead of
+scoring a degraded path.
 """
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
 from resources.environments import PROJECT_ROOT
 from resources.llm.ab import assign
+from resources.llm.budget import SpendGuard
 from resources.llm.cache import SemanticCache, calibrate_threshold, load_pairs
 from resources.llm.embeddings import Embedder
 from resources.llm.ledger import CostLedger
 from resources.llm.prompts import PromptRegistry, PromptVersion
-from resources.llm.providers import ChatCall, ProviderChain
+from resources.llm.providers import ChatCall, CircuitBreaker, ProviderChain
 from resources.llm.rag import IndexReader, VectorIndex
 
+log = logging.getLogger(__name__)
 # What a use case serves: production prompt, approved candidate (or None), candidate's share.
 Served = tuple[PromptVersion, PromptVersion | None, float]
+# What degrades when the embedder fails (the name in GatewayAnswer.degraded and the breaker).
+EMBEDDINGS = "embeddings"
+T = TypeVar("T")
 
 
 @dataclass
@@ -48,6 +62,7 @@ class GatewayAnswer:
     sources: list[str]
     attempts: list[dict[str, Any]]
     latency_ms: float
+    degraded: list[str] = field(default_factory=list)
 
 
 class Gateway:
@@ -63,7 +78,29 @@ class Gateway:
         cache: SemanticCache,
         reload_seconds: float = 1.0,
         now: Callable[[], float] = time.monotonic,
+        budget: SpendGuard | None = None,
+        embedder_breaker: CircuitBreaker | None = None,
+        calibrate: Callable[[], float] | None = None,
     ):
+        """The request path over its parts.
+
+        Args:
+            registry: Prompt versions and releases.
+            index: The RAG index.
+            embedder: Embeds questions (cache and retrieval).
+            chain: The provider chain.
+            ledger: Where every call is priced and recorded.
+            cache: The semantic cache.
+            reload_seconds: How often releases and the index version are re-read.
+            now: Monotonic seconds; tests pass a fake.
+            budget: Hard daily limits checked before a provider is asked (a cache hit costs
+                nothing and is not checked); None: no limit (the evaluation).
+            embedder_breaker: With one, an embedder failure degrades the request (no cache,
+                keyword retrieval) and repeated failures skip the embedder for a cooldown;
+                without (the evaluation), an embedder failure raises.
+            calibrate: The cache threshold, computed with the embedder; called on a request
+                while ``cache.threshold`` is None (the embedder was down at start).
+        """
         self.registry = registry
         self.index = index
         self.embedder = embedder
@@ -72,6 +109,10 @@ class Gateway:
         self.cache = cache
         self.reload_seconds = reload_seconds
         self.now = now
+        self.budget = budget
+        self.embedder_breaker = embedder_breaker
+        self.calibrate = calibrate
+        self._calibrating = threading.Lock()
         self._reader: IndexReader | None = None
         self._served: dict[str, tuple[float, Served]] = {}
         self._checked_index = float("-inf")
@@ -95,6 +136,32 @@ class Gateway:
                 self._served[use_case] = cached
             return cached[1]
 
+    def _embedding(self, work: Callable[[], T]) -> T | None:
+        """Run an embedder call; with a breaker, a failure or an open breaker is None."""
+        if self.embedder_breaker is None:
+            return work()
+        if not self.embedder_breaker.allows(EMBEDDINGS):
+            return None
+        try:
+            value = work()
+        except Exception as error:
+            log.warning("the embedder failed, the request is degraded: %r", error)
+            self.embedder_breaker.failed(EMBEDDINGS)
+            return None
+        self.embedder_breaker.succeeded(EMBEDDINGS)
+        return value
+
+    def _cache_ready(self) -> bool:
+        """Whether the cache has its threshold, calibrating it now if it could not at start."""
+        if self.cache.threshold is not None:
+            return True
+        if self.calibrate is None:
+            return False
+        with self._calibrating:
+            if self.cache.threshold is None:
+                self.cache.threshold = self._embedding(self.calibrate)
+        return self.cache.threshold is not None
+
     def answer(
         self,
         question: str,
@@ -114,9 +181,12 @@ class Gateway:
         else:
             variant = prompt.label
         reader = self._current_reader()
-        vector = self.embedder.embed([question])[0]
+        vector = self._embedding(lambda: self.embedder.embed([question])[0])
+        degraded = [] if vector is not None else [EMBEDDINGS]
+        # The question's vector if the cache is used for this request, else None.
+        keyed = vector if use_cache and vector is not None and self._cache_ready() else None
         scope = (use_case, prompt.version, reader.version)
-        hit = self.cache.lookup(scope, question, vector) if use_cache else None
+        hit = self.cache.lookup(scope, question, keyed) if keyed is not None else None
         if hit is not None:
             entry, _ = hit
             result = GatewayAnswer(
@@ -132,11 +202,16 @@ class Gateway:
             )
             self._record(result, user_id, endpoint, saved_usd=entry.cost_usd)
             return result
+        if self.budget is not None:
+            self.budget.check(prompt.use_case)
         result = self._generate(question, prompt, reader, vector, request_id, variant, started)
+        result.degraded = degraded
         self._record(result, user_id, endpoint, saved_usd=0.0)
-        if use_cache:
+        if self.budget is not None:
+            self.budget.spent(result.use_case, result.cost_usd)
+        if keyed is not None:
             payload = asdict(result)
-            self.cache.store(scope, question, vector, payload, result.cost_usd)
+            self.cache.store(scope, question, keyed, payload, result.cost_usd)
         return result
 
     def _generate(
@@ -149,8 +224,16 @@ class Gateway:
         variant: str,
         started: float,
     ) -> GatewayAnswer:
-        """Retrieve passages, render the prompt and call the provider chain (a cache miss)."""
-        passages = reader.search(question, int(prompt.parameter("retrieval_k", 3)), vector)
+        """Retrieve passages, render the prompt and call the provider chain (a cache miss).
+
+        Without a ``vector`` (the embedder is down) the passages come from keyword search.
+        """
+        k = int(prompt.parameter("retrieval_k", 3))
+        passages = (
+            reader.search(question, k, vector)
+            if vector is not None
+            else reader.keyword_search(question, k)
+        )
         context = "\n\n".join(f"[{p.doc_id}]\n{p.text}" for p in passages)
         call = ChatCall(
             messages=prompt.messages(question, context),
@@ -202,13 +285,47 @@ class Gateway:
 
 
 class GatewaySettings(BaseModel):
-    """Gateway knobs outside the Dagster resources."""
+    """Gateway knobs outside the Dagster resources, and the caps on what one request may carry.
+
+    A body over ``max_body_bytes`` is refused with 413 before it is parsed; too many messages,
+    a message too long or too many tokens in all of them with 422, naming the field and limit.
+    """
 
     cache_ttl_seconds: float = Field(default=3600.0, description="How long a cached answer lives.")
     cache_threshold: float | None = Field(
         default=None, description="Similarity for a cache hit; None = calibrate on paraphrases."
     )
     reload_seconds: float = Field(default=1.0, description="How often releases are re-read.")
+    embedder_failure_threshold: int = Field(
+        default=3,
+        gt=0,
+        description="Embedder failures in a row after which requests skip it for a cooldown "
+        "(they are answered degraded: no cache, keyword retrieval).",
+    )
+    embedder_cooldown_seconds: float = Field(
+        default=30.0, gt=0, description="How long a failing embedder is skipped."
+    )
+    budget_refresh_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often today's spend is re-read from the ledger for the hard budgets "
+        "(other replicas' and the evaluation's calls count too).",
+    )
+    max_body_bytes: int = Field(
+        default=65_536, gt=0, description="Largest request body in bytes (larger: 413)."
+    )
+    max_messages: int = Field(
+        default=32, gt=0, description="Most messages in one chat request (more: 422)."
+    )
+    max_message_chars: int = Field(
+        default=8_000, gt=0, description="Longest message content in characters (longer: 422)."
+    )
+    max_prompt_tokens: int = Field(
+        default=4_000,
+        gt=0,
+        description="Most tokens over all messages, counted as OpenAI's tokenizers roughly do "
+        "(4 characters a token; more: 422).",
+    )
 
 
 PARAPHRASE_SET = PROJECT_ROOT / "serving/evals/paraphrases.jsonl"
@@ -221,21 +338,40 @@ def build_gateway(
 
     Args:
         resources: Has ``prompts``, ``vector_index``, ``embedder``, ``llm_providers``
-            and ``llm_ledger`` (e.g. what ``dagster.build_resources`` yields).
+            and ``llm_ledger`` (e.g. what ``dagster.build_resources`` yields), and ``alerter``
+            if a provider refusing its key (401/403) is to be alerted, not only failed.
         settings: Cache and reload knobs.
         now: Monotonic seconds; tests pass a fake to move TTLs and cooldowns.
     """
     embedder = resources.embedder
+    ledger = resources.llm_ledger.open()
+    limits, refresh = resources.llm_ledger.hard_limits(), settings.budget_refresh_seconds
     threshold = settings.cache_threshold
+
+    def calibrate() -> float:
+        return calibrate_threshold(embedder, load_pairs(PARAPHRASE_SET)).threshold
+
+    breaker = CircuitBreaker(
+        settings.embedder_failure_threshold, settings.embedder_cooldown_seconds, now
+    )
     if threshold is None:
-        threshold = calibrate_threshold(embedder, load_pairs(PARAPHRASE_SET)).threshold
+        try:
+            threshold = calibrate()
+        except Exception as error:  # the embedder is down: start, and calibrate later
+            log.warning("no cache threshold yet (the embedder failed: %r)", error)
+            breaker.failed(EMBEDDINGS)
     return Gateway(
         registry=resources.prompts,
         index=resources.vector_index,
         embedder=embedder,
-        chain=resources.llm_providers.build_chain(now=now),
-        ledger=resources.llm_ledger.open(),
+        chain=resources.llm_providers.build_chain(
+            now=now, alerter=getattr(resources, "alerter", None)
+        ),
+        ledger=ledger,
         cache=SemanticCache(threshold, settings.cache_ttl_seconds, now=now),
         reload_seconds=settings.reload_seconds,
         now=now,
+        budget=None if limits is None else SpendGuard(ledger, limits, refresh, now=now),
+        embedder_breaker=breaker,
+        calibrate=calibrate,
     )

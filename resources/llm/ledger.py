@@ -28,6 +28,9 @@ CREATE TABLE IF NOT EXISTS outcomes (
     at TEXT NOT NULL, request_id TEXT NOT NULL, use_case TEXT NOT NULL, user_id TEXT NOT NULL,
     variant TEXT NOT NULL, prompt_version TEXT NOT NULL, success INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS calls_request_id ON calls (request_id);
+CREATE INDEX IF NOT EXISTS calls_at ON calls (at);
+CREATE INDEX IF NOT EXISTS outcomes_request_id ON outcomes (request_id);
 """
 _TEXT = [
     "at",
@@ -104,12 +107,22 @@ class CostLedger:
         with self._lock:
             self._db.execute(f"INSERT INTO calls VALUES ({','.join('?' * len(row))})", row)
 
-    def record_outcome(self, **outcome: Any) -> None:
-        """Append one A/B outcome; keys are ``OUTCOME_COLUMNS`` (``at`` defaults to now)."""
+    def record_outcome(self, **outcome: Any) -> bool:
+        """Append one A/B outcome unless its request has one already; True if it was recorded.
+
+        Keys are ``OUTCOME_COLUMNS`` (``at`` defaults to now). The check and the insert are one
+        statement, so two writers (threads, or gateway replicas on the same file) cannot both
+        record an outcome for one request.
+        """
         outcome.setdefault("at", datetime.datetime.now(datetime.UTC).isoformat())
         row = tuple(outcome[column] for column in OUTCOME_COLUMNS)
         with self._lock:
-            self._db.execute(f"INSERT INTO outcomes VALUES ({','.join('?' * len(row))})", row)
+            cursor = self._db.execute(
+                f"INSERT INTO outcomes SELECT {','.join('?' * len(row))} "
+                "WHERE NOT EXISTS (SELECT 1 FROM outcomes WHERE request_id = ?)",
+                (*row, outcome["request_id"]),
+            )
+        return cursor.rowcount == 1
 
     def find_call(self, request_id: str) -> dict[str, Any] | None:
         """The ledger row of one request, or None if it was never recorded."""
@@ -118,6 +131,15 @@ class CostLedger:
                 "SELECT * FROM calls WHERE request_id = ?", (request_id,)
             ).fetchone()
         return dict(zip(CALL_COLUMNS, row, strict=True)) if row else None
+
+    def spend_since(self, since: str) -> dict[str, float]:
+        """USD spent per use case at or after the ISO instant ``since`` (the budgets' view)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT use_case, SUM(cost_usd) FROM calls WHERE at >= ? GROUP BY use_case",
+                (since,),
+            ).fetchall()
+        return {use_case: float(total) for use_case, total in rows}
 
     def _frame(self, table: str, schema: dict[str, Any], since: str | None) -> pl.DataFrame:
         query = f"SELECT * FROM {table}" + (" WHERE at >= ?" if since else "")
@@ -139,13 +161,16 @@ class CostLedger:
 
 
 class LLMLedger(ConfigurableResource):
-    """Where the ledger lives, the price table, and the daily budgets that alert.
+    """Where the ledger lives, the price table, and the daily budgets that alert and stop.
 
     Attributes:
         path: The ledger's SQLite file.
         prices: USD per million tokens, per model; a model missing here fails loudly.
         daily_budget_usd: Spend per UTC day, per use case; ``*`` is the total of all.
         warn_fraction: Share of a budget at which a warning goes out before the error at 100 %.
+        hard_limit_fraction: Share of a budget at which the gateway refuses the use case's new
+            questions until the UTC day ends (429 ``budget_exceeded``; cached answers are still
+            served); None: the budgets only alert.
     """
 
     path: str = Field(description="SQLite file of the cost ledger.")
@@ -155,7 +180,21 @@ class LLMLedger(ConfigurableResource):
         description="Daily spend limit per use case in USD; '*' is the total.",
     )
     warn_fraction: float = Field(default=0.8, gt=0, le=1)
+    hard_limit_fraction: float | None = Field(
+        default=1.0,
+        gt=0,
+        description="Share of a daily budget at which the gateway refuses new questions "
+        "(429 budget_exceeded) until the UTC day ends; None: budgets only alert.",
+    )
 
     def open(self) -> CostLedger:
         """The ledger, created on first use."""
         return CostLedger(self.path, self.prices)
+
+    def hard_limits(self) -> dict[str, float] | None:
+        """USD per UTC day at which the gateway stops, per budget key (None: it never stops)."""
+        if self.hard_limit_fraction is None:
+            return None
+        return {
+            key: budget * self.hard_limit_fraction for key, budget in self.daily_budget_usd.items()
+        }

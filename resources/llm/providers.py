@@ -10,7 +10,11 @@ Every remote provider is an OpenAI-compatible API reached through the official `
    jitter (tenacity);
 3. keeps a circuit breaker per provider: after ``failure_threshold`` failed requests in a row
    the provider is skipped for ``cooldown_seconds`` (or the server's ``Retry-After``, whichever
-   is longer); then one trial request decides whether it closes again.
+   is longer); then one trial request decides whether it closes again;
+4. stops at a provider that refuses its credentials (401 or 403): a bad key is a configuration
+   error, not an outage, so it is neither retried nor hidden behind another provider's answer.
+   The request fails with ``ProviderAuthFailed`` and an alert goes out (at most one per provider
+   per ``auth_alert_interval_seconds``).
 """
 
 import re
@@ -24,11 +28,14 @@ from dagster import Config, ConfigurableResource
 from pydantic import Field
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from resources.alerting import Alerter
 from resources.llm.text import approximate_tokens, content_terms, sentences
 
 EMBEDDED_MODEL = "flywheel-extractive"
 _SOURCE = re.compile(r"^\[(?P<doc>[^\]]+)\]\n(?P<text>.*?)(?=^\[[^\]]+\]\n|\Z)", re.M | re.S)
 NOT_FOUND_ANSWER = "The fraud-operations policies in the index do not answer this question."
+# Statuses that say the credentials are wrong (401) or may not do this (403): never a fallback.
+AUTH_STATUSES = ("401", "403")
 
 
 @dataclass(frozen=True)
@@ -74,9 +81,34 @@ class Completion:
 class AllProvidersFailed(RuntimeError):
     """Even the last provider failed; the attempts say how each one did."""
 
-    def __init__(self, attempts: list[Attempt]):
-        super().__init__("every provider failed: " + ", ".join(a.outcome for a in attempts))
+    def __init__(self, attempts: list[Attempt], message: str | None = None):
+        super().__init__(
+            message or "every provider failed: " + ", ".join(a.outcome for a in attempts)
+        )
         self.attempts = attempts
+
+
+class ProviderAuthFailed(AllProvidersFailed):
+    """A provider refused its credentials (401) or the request (403); the chain stopped there.
+
+    A subclass of ``AllProvidersFailed`` so that every caller that handles an unanswerable
+    request (the HTTP app answers 503) handles this one too, with this message.
+    """
+
+    def __init__(self, provider: str, model: str, status: str, attempts: list[Attempt]):
+        reason = (
+            "unauthorized: check its api_key"
+            if status == "401"
+            else "forbidden: its key may not use this model"
+        )
+        super().__init__(
+            attempts,
+            f"provider {provider!r} refused the request for {model} with {status} ({reason}); "
+            "no other provider was asked, so that no other model answers in its place",
+        )
+        self.provider = provider
+        self.model = model
+        self.status = status
 
 
 class Provider(Protocol):
@@ -228,7 +260,23 @@ class ProviderChain:
         backoff_initial: float = 0.2,
         backoff_max: float = 2.0,
         sleep: Callable[[float], None] = time.sleep,
+        on_refused: Callable[[ProviderAuthFailed], None] | None = None,
+        alert_interval: float = 600.0,
     ):
+        """A chain over ``providers``, the last one being the last resort.
+
+        Args:
+            providers: Tried in order (see ``order``); the last one is never cooled down.
+            breaker: Shared by every request through this chain.
+            attempts_per_provider: Tries per provider on retryable errors.
+            backoff_initial: First backoff in seconds.
+            backoff_max: Longest backoff in seconds.
+            sleep: How to wait between retries (tests pass a fake).
+            on_refused: Called with the error when a provider refuses its credentials (the
+                alert), at most once per provider per ``alert_interval`` seconds.
+            alert_interval: Seconds (on the breaker's clock) between two ``on_refused`` calls for
+                the same provider.
+        """
         if not providers:
             raise ValueError("a provider chain needs at least one provider")
         self.providers = list(providers)
@@ -237,6 +285,10 @@ class ProviderChain:
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.sleep = sleep
+        self.on_refused = on_refused
+        self.alert_interval = alert_interval
+        self._refusal_alerted: dict[str, float] = {}
+        self._alert_lock = threading.Lock()
 
     def order(self, model: str) -> list[tuple[Provider, str]]:
         """(provider, model) in the order they are tried for ``model``."""
@@ -284,13 +336,30 @@ class ProviderChain:
             )
             try:
                 reply = retrying(self._try, provider, model, call, attempts, retry_after)
-            except Exception:
+            except Exception as error:
+                if attempts[-1].outcome in AUTH_STATUSES:
+                    raise self._refused(provider.name, model, attempts) from error
                 if provider is not last_resort:
                     self.breaker.failed(provider.name, retry_after[0])
                 continue
             self.breaker.succeeded(provider.name)
             return Completion(reply, provider.name, model, attempts)
         raise AllProvidersFailed(attempts)
+
+    def _refused(self, provider: str, model: str, attempts: list[Attempt]) -> ProviderAuthFailed:
+        """The error for a refused provider, alerted unless it was within the interval."""
+        error = ProviderAuthFailed(provider, model, attempts[-1].outcome, attempts)
+        with self._alert_lock:
+            last = self._refusal_alerted.get(provider)
+            due = last is None or self.breaker.now() - last >= self.alert_interval
+            if due:
+                self._refusal_alerted[provider] = self.breaker.now()
+        if due and self.on_refused is not None:
+            try:
+                self.on_refused(error)
+            except Exception as alert_error:  # the refusal is the error to raise, not this one
+                error.add_note(f"the alert about it could not be sent: {alert_error!r}")
+        return error
 
 
 class ProviderConfig(Config):
@@ -316,6 +385,8 @@ class LLMProviders(ConfigurableResource):
         backoff_max_seconds: Longest backoff.
         failure_threshold: Failed requests in a row that open a provider's breaker.
         cooldown_seconds: How long an open breaker skips the provider.
+        auth_alert_interval_seconds: A provider refusing its key (401/403) fails every request
+            that reaches it; this is the shortest time between two alerts about it.
     """
 
     providers: list[ProviderConfig] = Field(default_factory=list)
@@ -325,13 +396,29 @@ class LLMProviders(ConfigurableResource):
     backoff_max_seconds: float = 2.0
     failure_threshold: int = 3
     cooldown_seconds: float = 30.0
+    auth_alert_interval_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description=(
+            "Shortest time between two alerts about a provider refusing its key (401/403); "
+            "every request to it fails meanwhile, so one alert per request would flood."
+        ),
+    )
 
     def build_chain(
         self,
         now: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        alerter: Alerter | None = None,
     ) -> ProviderChain:
-        """A chain with fresh breakers; ``now`` and ``sleep`` let tests move time."""
+        """A chain with fresh breakers; ``now`` and ``sleep`` let tests move time.
+
+        Args:
+            now: Monotonic seconds for breakers and alert intervals.
+            sleep: How to wait between retries.
+            alerter: Where a provider refusing its credentials is reported (None: the request
+                still fails with ``ProviderAuthFailed``, but nobody is told).
+        """
         remote: list[Any] = [
             OpenAICompatibleProvider(p.name, p.base_url, p.api_key, p.models, self.timeout_seconds)
             for p in self.providers
@@ -343,4 +430,25 @@ class LLMProviders(ConfigurableResource):
             backoff_initial=self.backoff_initial_seconds,
             backoff_max=self.backoff_max_seconds,
             sleep=sleep,
+            on_refused=None if alerter is None else _alert_refusal(alerter),
+            alert_interval=self.auth_alert_interval_seconds,
         )
+
+
+def _alert_refusal(alerter: Alerter) -> Callable[[ProviderAuthFailed], None]:
+    """The chain's ``on_refused``: an error alert naming the provider, the model and the status."""
+
+    def send(error: ProviderAuthFailed) -> None:
+        alerter.send(
+            title=f"LLM provider {error.provider} refused its credentials ({error.status})",
+            message=(
+                f"{error}. Every request that reaches {error.provider} fails until its key "
+                "(LLMProviders.providers[].api_key) is fixed; nothing falls back meanwhile."
+            ),
+            severity="error",
+            provider=error.provider,
+            model=error.model,
+            status=int(error.status),
+        )
+
+    return send

@@ -12,6 +12,8 @@ exactly when what retrieval can return changes; the semantic cache is scoped by 
 import datetime
 import hashlib
 import json
+import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from resources.llm.embeddings import Embedder
+from resources.llm.text import content_terms
 
 _SUFFIXES = (".md", ".txt")
 _TABLE = "chunks"
@@ -168,33 +171,40 @@ class VectorIndex(ConfigurableResource):
     def sync(
         self, documents: dict[str, Document], embedder: Embedder, now: datetime.datetime
     ) -> SyncResult:
-        """Bring the index in line with ``documents``, embedding only what changed."""
+        """Bring the index in line with ``documents``, embedding only what changed.
+
+        Every new chunk is embedded before a stale one is deleted, and the state (hence the
+        version) is written last: a failed embedding leaves the previous index whole.
+        """
         state = self.state() or {}
         indexed: dict[str, str] = state.get("docs", {})
         if state.get("model") != embedder.model_id:
             indexed = {}  # another embedding space: every vector must be recomputed
-        db = self._db()
-        table = db.open_table(_TABLE) if _TABLE in db.table_names() else None
-        if table is not None and not indexed:
-            db.drop_table(_TABLE)
-            table = None
         added = sorted(d for d in documents if d not in indexed)
         updated = sorted(d for d in documents if d in indexed and indexed[d] != documents[d].sha256)
         removed = sorted(d for d in indexed if d not in documents)
         unchanged = sorted(d for d in documents if indexed.get(d) == documents[d].sha256)
-        stale = updated + removed
-        if table is not None and stale:
-            quoted = ", ".join("'" + d.replace("'", "''") + "'" for d in stale)
-            table.delete(f"doc_id IN ({quoted})")
         rows = []
         for doc_id in added + updated:
             doc = documents[doc_id]
             for n, text in enumerate(chunk_document(doc, self.chunk_chars)):
                 rows.append({"doc_id": doc_id, "chunk_id": f"{doc_id}#{n}", "text": text})
+        # Embed before touching the table: an embeddings outage then leaves the index exactly
+        # as it was (old chunks, old version), never with edited documents missing.
         if rows:
             vectors = embedder.embed([r["text"] for r in rows])
             for row, vector in zip(rows, vectors, strict=True):
                 row["vector"] = vector.tolist()
+        db = self._db()
+        table = db.open_table(_TABLE) if _TABLE in db.table_names() else None
+        if table is not None and not indexed:
+            db.drop_table(_TABLE)
+            table = None
+        stale = updated + removed
+        if table is not None and stale:
+            quoted = ", ".join("'" + d.replace("'", "''") + "'" for d in stale)
+            table.delete(f"doc_id IN ({quoted})")
+        if rows:
             if table is None:
                 table = db.create_table(_TABLE, data=rows)
             else:
@@ -243,12 +253,34 @@ class VectorIndex(ConfigurableResource):
 
 
 class IndexReader:
-    """Nearest-passage search on one opened index version."""
+    """Nearest-passage search on one opened index version, and keyword search without vectors."""
 
     def __init__(self, table: Any, version: str, embedder: Embedder):
         self.table = table
         self.version = version
         self.embedder = embedder
+        self._terms: list[tuple[dict[str, Any], frozenset[str]]] | None = None
+        self._weights: dict[str, float] = {}
+
+    def keyword_search(self, query: str, k: int) -> list[Passage]:
+        """The ``k`` passages sharing the most query terms, rarer terms weighing more (idf).
+
+        Retrieval when the embedder is down: it needs no vector. The chunks' text is read from
+        the index once per reader (a policy corpus is small) and kept with its terms.
+        """
+        if self._terms is None:
+            rows = self.table.search().select(["doc_id", "chunk_id", "text"]).limit(None)
+            terms = [(row, frozenset(content_terms(row["text"]))) for row in rows.to_list()]
+            counts = Counter(term for _, chunk in terms for term in chunk)
+            self._weights = {t: math.log(1 + len(terms) / n) for t, n in counts.items()}
+            self._terms = terms
+        asked = set(content_terms(query))
+        scored = [(sum(self._weights[t] for t in asked & chunk), row) for row, chunk in self._terms]
+        best = sorted((s for s in scored if s[0] > 0), key=lambda s: (-s[0], s[1]["chunk_id"]))
+        return [
+            Passage(row["doc_id"], row["chunk_id"], row["text"], round(score, 6))
+            for score, row in best[:k]
+        ]
 
     def search(self, query: str, k: int, vector: Any = None) -> list[Passage]:
         """The ``k`` passages closest to ``query`` (cosine); pass ``vector`` if already embedded."""

@@ -4,7 +4,9 @@ It serves ``/v1/chat/completions`` and ``/v1/embeddings`` from a real HTTP serve
 127.0.0.1 (an ephemeral port), so the gateway's client, retries and breakers are exercised over
 real sockets. Faults come from a script (one per request, in order) and then from seeded random
 rates: ``429`` (with ``Retry-After``), ``500``, ``503``, ``timeout`` (the reply is held longer
-than the client waits) and ``spike`` (a slow but successful reply). Every request is counted.
+than the client waits) and ``spike`` (a slow but successful reply), and the refusals of a bad or
+revoked key: ``401`` (unauthorized) and ``403`` (forbidden: the key may not use the model), with
+OpenAI's error body (``rates={"401": 1.0}`` refuses every request). Every request is counted.
 """
 
 import contextlib
@@ -21,6 +23,8 @@ from resources.llm.embeddings import HashingEmbedder
 from resources.llm.text import approximate_tokens
 
 _EMBEDDER = HashingEmbedder(dimensions=256)
+# OpenAI's error code for each refusal of the credentials.
+_REFUSALS = {"401": "invalid_api_key", "403": "model_not_allowed"}
 
 
 class LoopbackProvider:
@@ -160,6 +164,11 @@ class LoopbackProvider:
                         headers["Retry-After"] = f"{provider.retry_after:g}"
                     error = {"message": f"injected {fault}", "type": "injected", "code": fault}
                     self._send(int(fault), {"error": error}, headers)
+                    return
+                if fault in _REFUSALS:
+                    code = _REFUSALS[fault]
+                    error = {"message": f"refused: {code}", "type": "invalid_request_error"}
+                    self._send(int(fault), {"error": {**error, "code": code}}, {})
                     return
                 if fault == "timeout":
                     time.sleep(provider.hold_seconds)

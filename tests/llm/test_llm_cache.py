@@ -1,23 +1,21 @@
 """The gateway's semantic cache (must-show 2): paraphrases hit, unrelated or negated questions
 miss, and nothing is served across prompt or index versions."""
 
+import random
+import threading
+import time
+
+import numpy as np
 import pytest
 from support.llm_harness import USE_CASE, LLMStack, priced
 
-from resources.llm.cache import calibrate_threshold, load_pairs
+from resources.llm.cache import SemanticCache, calibrate_threshold, load_pairs
 from resources.llm.embeddings import HashingEmbedder
 from resources.llm.gateway import PARAPHRASE_SET
 from serving.llm.loopback import LoopbackProvider
 
 pytestmark = pytest.mark.unit
 ASKED = "How long is chargeback evidence retained?"
-
-
-@pytest.fixture
-def stack(tmp_path) -> LLMStack:
-    stack = LLMStack(tmp_path)
-    stack.sync_index()
-    return stack
 
 
 def test_the_threshold_is_calibrated_so_no_labelled_non_paraphrase_hits():
@@ -125,3 +123,52 @@ def test_production_and_candidate_keep_their_own_entries_during_an_ab_test(stack
 
     assert all(answer.cache_hit for answer in again.values())
     assert again["production"].prompt_version != again["candidate"].prompt_version
+
+
+def test_concurrent_stores_evictions_and_lookups_never_serve_another_questions_answer():
+    """Lookups race stores that evict (a full scope drops its oldest entry): a hit is always
+    the entry of the question looked up. The clock yields the GIL where a lookup used to read
+    its entries outside the lock, which made a concurrent eviction shift them under it."""
+
+    def slow_clock() -> float:
+        time.sleep(0)  # let another thread run here, as a loaded server would
+        return time.monotonic()
+
+    # Letters, not numbers: the number guard would reject a wrong entry and hide the race.
+    questions = [f"question number {chr(97 + n % 26)}{chr(97 + n // 26)}" for n in range(40)]
+    rows = np.random.default_rng(7).normal(size=(len(questions), 64))
+    unit = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    vectors = dict(zip(questions, unit, strict=True))
+    cache = SemanticCache(threshold=0.99, ttl_seconds=3600, now=slow_clock, max_entries_per_scope=8)
+    scope = (USE_CASE, "prompt-v1", "index-v1")
+    stop = threading.Event()
+    wrong: list[tuple[str, str]] = []
+    hits = [0]
+
+    def store() -> None:
+        for n in range(4_000):
+            question = questions[n % len(questions)]
+            cache.store(scope, question, vectors[question], {"q": question}, 0.0)
+        stop.set()
+
+    def lookup(seed: int) -> None:
+        draw = random.Random(seed)
+        while not stop.is_set():
+            question = draw.choice(questions)
+            hit = cache.lookup(scope, question, vectors[question])
+            if hit is not None:
+                hits[0] += 1
+                if hit[0].question != question or hit[0].payload["q"] != question:
+                    wrong.append((question, hit[0].question))
+
+    threads = [threading.Thread(target=store)] + [
+        threading.Thread(target=lookup, args=(seed,)) for seed in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert hits[0] > 100, "the lookups did hit while the stores evicted"
+    assert not wrong, f"{len(wrong)} lookups got another question's entry, e.g. {wrong[0]}"
+    assert cache.size() == 8

@@ -1,4 +1,5 @@
-"""The LLM pipeline on temporary folders: copies of the shipped prompts and corpus, a fake clock."""
+"""The LLM pipeline on temporary folders: copies of the shipped prompts and corpus, a fake clock;
+a provider that refuses its key, and a question asked of the gateway's HTTP app."""
 
 import datetime
 import shutil
@@ -16,21 +17,26 @@ from dagster import (
     load_assets_from_modules,
     materialize,
 )
+from fastapi.testclient import TestClient
+from httpx import Response
 
 from platform_assets.definitions import ASSET_MODULES
 from resources.alerting import LocalAlerter
 from resources.clock import Clock
 from resources.environments import PROJECT_ROOT
+from resources.llm.embeddings import OpenAIEmbedder
 from resources.llm.environments import CORPUS, PROMPTS, llm_resources
 from resources.llm.gateway import Gateway, GatewaySettings, build_gateway
 from resources.llm.prompts import PromptRegistry
 from resources.llm.providers import LLMProviders, ProviderConfig
 from resources.llm.rag import CorpusFolder
+from serving.llm.loopback import LoopbackProvider
 
 USE_CASE = "fraud_ops_assistant"
 # The code location's LLM wiring modules, as definitions.py lists them.
 LLM_MODULES = [m for m in ASSET_MODULES if m.__name__.startswith("platform_assets.llm.")]
 START = datetime.datetime(2026, 11, 20, 9, 0, tzinfo=datetime.UTC)
+KEY = "fw-test-key"  # the gateway API key the HTTP tests give their use case
 
 
 class FakeTime:
@@ -116,3 +122,29 @@ class LLMStack:
 
 def priced(name: str, base_url: str, *models: str) -> ProviderConfig:
     return ProviderConfig(name=name, base_url=base_url, api_key="test-key", models=list(models))
+
+
+def remote_embeddings(tmp_path: Path, endpoint: LoopbackProvider) -> LLMStack:
+    """An indexed stack whose embedder is an OpenAI-compatible endpoint the test can take away."""
+    stack = LLMStack(tmp_path)
+    stack.resources["embedder"] = OpenAIEmbedder(
+        base_url=endpoint.base_url, api_key="sk-test", max_retries=0, timeout_seconds=2.0
+    )
+    stack.sync_index()
+    return stack
+
+
+def refusing_provider(status: int = 401) -> LoopbackProvider:
+    """A provider refusing every request: its key is bad (401) or may not use the model (403)."""
+    return LoopbackProvider("primary", rates={str(status): 1.0})
+
+
+def ask(client: TestClient, question: str | list[dict[str, str]], key: str = KEY) -> Response:
+    """POST /v1/chat/completions for USE_CASE with ``key``: a question (one user message) or the
+    messages."""
+    messages = [{"role": "user", "content": question}] if isinstance(question, str) else question
+    return client.post(
+        "/v1/chat/completions",
+        json={"model": USE_CASE, "messages": messages},
+        headers={"Authorization": f"Bearer {key}"},
+    )
