@@ -8,7 +8,9 @@ stale until rebuilt.
 
 The sources are the parquet files that Flywheel's ``customer_features`` and
 ``merchant_features`` assets write into the lake. The lake is ``$FLYWHEEL_LAKE_ROOT``, by
-default the project's ``.flywheel/data/lake`` (where ``make dev`` keeps it).
+default the project's ``.flywheel/data/lake`` (where ``make dev`` keeps it); without the variable
+(the Feast CLI) the data folder is created, so ``feast -c feature_repo plan`` works on a fresh
+clone.
 """
 
 import os
@@ -21,10 +23,14 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64, String
 from feast.value_type import ValueType
 
-LAKE = Path(
-    os.environ.get("FLYWHEEL_LAKE_ROOT")
-    or Path(__file__).resolve().parents[1] / ".flywheel" / "data" / "lake"
-)
+# The project's data folder, where `make dev` keeps its lake and feature_store.yaml its store.
+PROJECT_DATA = Path(__file__).resolve().parents[1] / ".flywheel" / "data"
+LAKE = Path(os.environ.get("FLYWHEEL_LAKE_ROOT") or PROJECT_DATA / "lake")
+if "FLYWHEEL_LAKE_ROOT" not in os.environ:
+    # The Feast CLI on a checkout (Dagster always passes its lake and its own store folder):
+    # feature_store.yaml keeps the registry in .flywheel/data/feast and Feast creates only the
+    # last folder of that path, so on a fresh clone `feast plan` needs the data folder made.
+    PROJECT_DATA.mkdir(parents=True, exist_ok=True)
 
 # --- Entities ---------------------------------------------------------------------------------
 

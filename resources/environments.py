@@ -105,7 +105,13 @@ def build_resources(
     if env == "prod":
         lake = Lake(root=EnvVar("FLYWHEEL_LAKE_ROOT"))
         return {
-            "source": SqlSource(url=EnvVar("FLYWHEEL_SOURCE_URL")),
+            # When a day was delivered, from the source (optional, see SqlSource): read when the
+            # code location loads, as an unset EnvVar would be an error rather than None.
+            "source": SqlSource(
+                url=EnvVar("FLYWHEEL_SOURCE_URL"),
+                completeness_table=os.environ.get("FLYWHEEL_SOURCE_COMPLETENESS_TABLE"),
+                loaded_at_column=os.environ.get("FLYWHEEL_SOURCE_LOADED_AT_COLUMN"),
+            ),
             "lake": lake,
             "io_manager": LakeIOManager(lake=lake),
             "record_io_manager": RecordIOManager(lake=lake),

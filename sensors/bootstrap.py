@@ -26,6 +26,7 @@ from dagster import (
 from platform_assets.common.bootstrap import BASELINE_DAYS, FIRST_TRAINING_DAYS, landed_days
 from platform_assets.common.keys import (
     CUSTOMER_FEATURES,
+    MERCHANT_FEATURES,
     RAW_TRANSACTIONS,
     TRAINING_SET,
     TRANSACTION_BASELINE,
@@ -67,18 +68,30 @@ def bootstrap_sensor(
     landed = landed_days(clock.now(), label_policy.maturity_days)
     if instance.get_latest_materialization_event(TRANSACTION_BASELINE) is None:
         return _first_baseline(context, landed)
-    raw = instance.get_status_by_partition(RAW_TRANSACTIONS, landed, daily_partitions) or {}
-    features = instance.get_status_by_partition(CUSTOMER_FEATURES, landed, daily_partitions)
+    raw, validated, customers, merchants = (
+        instance.get_status_by_partition(key, landed, daily_partitions) or {}
+        for key in (RAW_TRANSACTIONS, VALIDATED_TRANSACTIONS, CUSTOMER_FEATURES, MERCHANT_FEATURES)
+    )
+    # Feature rows that failed while a day of their windows was on its way are computed again
+    # by automation once it lands; a day the contract halted has no rows to wait for.
+    unbuilt = [
+        day
+        for day in landed
+        if validated.get(day) == AssetPartitionStatus.MATERIALIZED
+        and AssetPartitionStatus.FAILED in (customers.get(day), merchants.get(day))
+    ]
     waiting = [
         day
         for day in landed
         if raw.get(day) != AssetPartitionStatus.MATERIALIZED
-        or (features or {}).get(day) == AssetPartitionStatus.IN_PROGRESS
+        or customers.get(day) == AssetPartitionStatus.IN_PROGRESS
+        or day in unbuilt
     ]
     if waiting:
+        rows = f"; feature rows of {', '.join(unbuilt)} to compute again" if unbuilt else ""
         return SkipReason(
             f"Ingesting the history: {len(landed) - len(waiting)} of {len(landed)} days done "
-            f"({landed[0]}..{landed[-1]}); the first training set follows."
+            f"({landed[0]}..{landed[-1]}){rows}; the first training set follows."
         )
     # The last day whose labels are all in the ingested label feed (its days up to yesterday).
     last_day = datetime.date.fromisoformat(landed[-1]) - datetime.timedelta(

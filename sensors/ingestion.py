@@ -14,8 +14,10 @@ import json
 from dagster import (
     AssetPartitionStatus,
     AssetSelection,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -26,8 +28,11 @@ from dagster import (
 from platform_assets.common.bootstrap import BASELINE_DAYS, landed_days
 from platform_assets.common.catalog import INGESTION
 from platform_assets.common.keys import (
+    CHAMPION_SCORES,
     CUSTOMER_FEATURES,
     MERCHANT_FEATURES,
+    MODEL_MONITORING_REPORT,
+    PRODUCTION_MODEL,
     RAW_TRANSACTIONS,
     TRAINING_SET,
     TRANSACTION_BASELINE,
@@ -39,19 +44,37 @@ from resources.clock import Clock
 from resources.label_policy import LabelPolicy
 from resources.quality_policy import QualityPolicy
 
+# Dagster's run-queue priority tag (default 0; higher runs first) and the history's priority.
+PRIORITY_TAG = "dagster/priority"
+HISTORY_PRIORITY = "-1"
+# A run not yet finished (queued or running): what it is for is on its way.
+UNFINISHED_RUNS = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
 # Days the freshness sensor looks back over; older gaps are a backfill, not a late delivery.
 FRESHNESS_LOOKBACK_DAYS = 7
 
+# A day: fetched, checked and split, its labels fetched and its feature rows computed...
+DAY_SELECTION = AssetSelection.groups(INGESTION) | AssetSelection.assets(
+    CUSTOMER_FEATURES, MERCHANT_FEATURES
+)
+# ...then scored by that day's champion and reported on.
+MONITORING_SELECTION = AssetSelection.assets(CHAMPION_SCORES, MODEL_MONITORING_REPORT)
+
 ingestion_job = define_asset_job(
     "ingestion_job",
-    # The day's feature rows are computed as soon as the day passes its checks, so the online
-    # store and training sets never wait for a second trigger.
-    selection=AssetSelection.groups(INGESTION)
-    | AssetSelection.assets(CUSTOMER_FEATURES, MERCHANT_FEATURES),
+    # One run a day, so the online store, training sets and monitoring never wait for a second
+    # trigger, and a day is monitored by the platform's clock (declarative automation only looks
+    # at the real calendar's latest day, which a scenario on a compressed clock never reaches).
+    selection=DAY_SELECTION | MONITORING_SELECTION,
     partitions_def=daily_partitions,
     description=(
-        "Fetch, check and split one day of transactions, fetch that day's labels, and compute "
-        "the day's customer and merchant feature rows."
+        "Fetch, check and split one day of transactions, fetch that day's labels, compute the "
+        "day's customer and merchant feature rows, score the day with that day's champion and "
+        "report on it (a day before the first champion stops after its features)."
     ),
 )
 
@@ -88,10 +111,24 @@ def ingestion_sensor(
     if not new:
         return SkipReason(f"Every day up to {landed[-1]} is ingested or on its way.")
     trigger = "new day" if len(new) == 1 and new[0] == landed[-1] else "history"
+    # History queues behind every other run (Dagster's run queue takes higher priorities
+    # first): while days are caught up after a restart, a new day, a retraining, the gate and a
+    # canary's analysis do not wait for them.
+    tags = {"flywheel/trigger": trigger}
+    if trigger == "history":
+        tags[PRIORITY_TAG] = HISTORY_PRIORITY
+    # Before the first champion there is nothing to score with: the monitoring steps are left
+    # out rather than started to say so (2 s a day, 44 days of a first start's history).
+    selection = None
+    if context.instance.get_latest_materialization_event(PRODUCTION_MODEL) is None:
+        selection = list(DAY_SELECTION.resolve(context.repository_def.asset_graph))  # type: ignore[union-attr]
     return SensorResult(
         run_requests=[
             RunRequest(
-                partition_key=day, run_key=f"ingest-{day}", tags={"flywheel/trigger": trigger}
+                partition_key=day,
+                run_key=f"ingest-{day}",
+                asset_selection=selection,
+                tags=tags,
             )
             for day in new
         ]
@@ -167,26 +204,39 @@ def raw_transactions_freshness_sensor(
         )
     status = context.instance.get_status_by_partition(RAW_TRANSACTIONS, due, daily_partitions)
     status = status or {}
-    late = [key for key in due if status.get(key) in (None, AssetPartitionStatus.FAILED)]
+    # A day whose run waits in the queue has no status yet, but is not late.
+    on_its_way = {
+        record.dagster_run.tags.get("dagster/partition")
+        for record in context.instance.get_run_records(
+            RunsFilter(job_name=ingestion_job.name, statuses=UNFINISHED_RUNS)
+        )
+    }
+    late = [
+        key
+        for key in due
+        if status.get(key) in (None, AssetPartitionStatus.FAILED) and key not in on_its_way
+    ]
     if not late:
         return SensorResult(
             cursor=json.dumps(state),
             skip_reason=f"All {len(due)} recent days up to {due[-1]} are stored or running.",
         )
-    already_alerted = set(state.get("alerted", []))
+    # A day is alerted once; an alert that could not be delivered is tried again next tick,
+    # and the day is requested either way.
+    alerted = [key for key in late if key in state.get("alerted", [])]
     for key in late:
-        if key not in already_alerted:
-            alerter.send(
-                title=f"raw_transactions {key} is late",
-                message=(
-                    f"The day was due by {quality_policy.max_lateness_hours:g} h after it ended "
-                    f"and is {'failed' if status.get(key) else 'missing'}; "
-                    "requesting it again every hour."
-                ),
-                severity="warning",
-                asset="raw_transactions",
-                partition=key,
-            )
+        if key not in alerted and alerter.try_send(
+            title=f"raw_transactions {key} is late",
+            message=(
+                f"The day was due by {quality_policy.max_lateness_hours:g} h after it ended "
+                f"and is {'failed' if status.get(key) else 'missing'}; "
+                "requesting it again every hour."
+            ),
+            severity="warning",
+            asset="raw_transactions",
+            partition=key,
+        ):
+            alerted.append(key)
     hour = now.strftime("%Y-%m-%dT%H")
     return SensorResult(
         run_requests=[
@@ -197,5 +247,5 @@ def raw_transactions_freshness_sensor(
             )
             for key in late
         ],
-        cursor=json.dumps({"since": state["since"], "alerted": sorted(late)}),
+        cursor=json.dumps({"since": state["since"], "alerted": sorted(alerted)}),
     )

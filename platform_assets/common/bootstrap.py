@@ -25,12 +25,17 @@ def history_days(maturity_days: int) -> int:
     return FEATURE_WINDOW_DAYS + FIRST_TRAINING_DAYS + maturity_days + 1
 
 
-def landed_days(now: datetime.datetime, maturity_days: int) -> list[str]:
-    """The history window's days that have landed by ``now``, oldest first (partition keys)."""
-    first = max(
+def history_start(now: datetime.datetime, maturity_days: int) -> datetime.date:
+    """The first day of the history window at ``now``: no earlier day is ingested for it."""
+    return max(
         datetime.date.fromisoformat(FIRST_BUSINESS_DAY),
         now.date() - datetime.timedelta(days=history_days(maturity_days)),
     )
+
+
+def landed_days(now: datetime.datetime, maturity_days: int) -> list[str]:
+    """The history window's days that have landed by ``now``, oldest first (partition keys)."""
+    first = history_start(now, maturity_days)
     last = (now - LANDING_DELAY).date() - datetime.timedelta(days=1)
     count = (last - first).days + 1
     return [(first + datetime.timedelta(days=n)).isoformat() for n in range(count)]

@@ -15,3 +15,12 @@ daily_partitions = DailyPartitionsDefinition(start_date=FIRST_BUSINESS_DAY, time
 def partition_day(partition_key: str) -> datetime.date:
     """The business day a daily partition key names."""
     return datetime.date.fromisoformat(partition_key)
+
+
+def label_report_days(first: datetime.date, last: datetime.date, maturity_days: int) -> list[str]:
+    """Partition keys of the label feed that report on the payments of ``first``..``last``.
+
+    A day's chargebacks are reported on that day and up to ``maturity_days`` after it.
+    """
+    count = (last - first).days + maturity_days + 1
+    return [(first + datetime.timedelta(days=n)).isoformat() for n in range(count)]

@@ -11,6 +11,7 @@ values it is served.
 
 import datetime
 from pathlib import Path
+from typing import cast, get_args
 
 import polars as pl
 from dagster import (
@@ -34,12 +35,19 @@ from platform_assets.common.keys import (
     CUSTOMER_FEATURES,
     FEATURE_STORE_REGISTRY,
     MERCHANT_FEATURES,
+    TRAINING_SET,
     VALIDATED_TRANSACTIONS,
 )
 from platform_assets.common.markdown import to_markdown
 from platform_assets.features.skew import feature_mismatches
+from platform_assets.features.training_set import TrainingSetConfig
 from resources.clock import Clock
-from resources.feature_store import FEATURE_REPO, FeatureStoreResource, definitions_version
+from resources.feature_store import (
+    FEATURE_REPO,
+    Engine,
+    FeatureStoreResource,
+    definitions_version,
+)
 from resources.lake import Lake
 
 SKEW_CHECK = "training_serving_skew"
@@ -150,7 +158,11 @@ def online_features(
 def training_serving_skew(
     context: AssetCheckExecutionContext, feature_store: FeatureStoreResource, lake: Lake
 ) -> AssetCheckResult:
-    """Serve and replay the same entities, and compare every feature value by value."""
+    """Serve and replay the same entities, and compare every feature value by value.
+
+    The replay is the point-in-time join training_set uses (metadata ``offline_engine``): the
+    engine the latest training set was built with, or training_set's default before the first.
+    """
     as_of = _materialized_until(feature_store)
     sample = _skew_sample(lake, as_of)
     if sample is None:
@@ -163,8 +175,9 @@ def training_serving_skew(
                 "days before the online store's end; compared on the next load."
             ),
         )
+    engine = _training_engine(context)
     online = feature_store.online_features(sample.drop("event_timestamp").to_dicts())
-    offline = feature_store.historical_features(sample.with_row_index("sample_row")).sort(
+    offline = feature_store.historical_features(sample.with_row_index("sample_row"), engine).sort(
         "sample_row"
     )
     mismatches = feature_mismatches(online, offline, feature_store.feature_names())
@@ -175,6 +188,7 @@ def training_serving_skew(
         severity=AssetCheckSeverity.ERROR,
         metadata={
             "as_of": MetadataValue.timestamp(as_of),
+            "offline_engine": MetadataValue.text(engine),
             "entities_compared": MetadataValue.int(sample.height),
             "features_compared": MetadataValue.int(len(feature_store.feature_names())),
             "mismatching_values": MetadataValue.int(mismatches.height),
@@ -223,7 +237,8 @@ def build_feature_store_assets(repo_path: Path = FEATURE_REPO) -> list:
         automation_condition=AutomationCondition.eager(),
         description=(
             "For a sample of recent transactions, every feature of the model's feature service "
-            "read from the online store equals the offline store's value as of the same instant."
+            "read from the online store equals the offline store's value as of the same instant, "
+            "replayed by the point-in-time join training_set uses."
         ),
     )(training_serving_skew)
     return [registry, online, skew]
@@ -258,6 +273,16 @@ def _backfilled_days(context: AssetExecutionContext, previous: EventLogRecord | 
         ).timestamp()
         < until
     )
+
+
+def _training_engine(context: AssetCheckExecutionContext) -> Engine:
+    """The engine of the latest training set's join, or training_set's default before one."""
+    latest = context.instance.get_latest_materialization_event(TRAINING_SET)
+    materialization = latest.asset_materialization if latest else None
+    recorded = materialization.metadata.get("retrieval_engine") if materialization else None
+    if recorded is not None and recorded.value in get_args(Engine):
+        return cast(Engine, recorded.value)
+    return TrainingSetConfig.model_fields["engine"].default
 
 
 def _materialized_until(feature_store: FeatureStoreResource) -> datetime.datetime:

@@ -2,7 +2,10 @@
 
 Raw rows are always kept (``raw_transactions``) so a halted day can be replayed once the source
 is fixed or a new baseline accepted; the checks in ``delivery_checks.py`` judge them before
-anything downstream reads them.
+anything downstream reads them. Every delivery of a day is kept: ingesting a day again adds
+``raw_transactions/versions/<day>/delivery-<n>.parquet`` and makes it the day's current rows
+(``raw_transactions/<day>.parquet``, which every reader reads); earlier deliveries stay as they
+arrived.
 """
 
 import datetime
@@ -20,6 +23,7 @@ from platform_assets.common.catalog import INGESTION, daily_table
 from platform_assets.common.datasets import dataset_output
 from platform_assets.common.partitions import partition_day
 from resources.clock import Clock
+from resources.lake import EVERY_DELIVERY, KEEP_VERSIONS
 from resources.quality_policy import QualityPolicy
 from resources.sources.systems import SourceSystem
 
@@ -37,6 +41,8 @@ daily_dataset = daily_table(INGESTION, kinds={"polars", "parquet"})
 
 @daily_dataset(
     freshness_policy=RAW_TRANSACTIONS_FRESHNESS,
+    # The lake keeps each delivery of a day; the materialization names the current one.
+    metadata={KEEP_VERSIONS: EVERY_DELIVERY},
     check_specs=[
         AssetCheckSpec(
             ARRIVAL_CHECK,
@@ -54,7 +60,8 @@ def raw_transactions(
     """A day of card transactions exactly as the source delivered them, bad rows included.
 
     The checks below judge this batch; nothing downstream reads it until the blocking ones pass,
-    and it stays stored so a halted day can be replayed.
+    and it stays stored so a halted day can be replayed. A day ingested again keeps every
+    delivery; the latest is current (metadata ``current_delivery`` and ``deliveries_kept``).
     """
     day = partition_day(context.partition_key)
     delivery = source.fetch("transactions", day, as_of=clock.now())

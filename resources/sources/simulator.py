@@ -242,6 +242,15 @@ class CardPaymentsSimulator:
         transactions, bad_rows = apply_incidents(rng, transactions, active)
         return SimulatedDay(transactions, bad_rows, available_at)
 
+    def payments(self, day: datetime.date) -> pl.DataFrame:
+        """The payments of ``day`` as they happened: what a live API saw, whatever the batch.
+
+        Drift applies (it is the world's); the batch's incidents do not (they are the
+        delivery's), so live traffic on a bad batch's day still has the contract's columns.
+        """
+        _check_day(day)
+        return self._to_frame(self._clean_day(day))
+
     def chargebacks(self, report_day: datetime.date) -> pl.DataFrame:
         """Fraud labels reported on ``report_day``, as the issuer's chargeback feed delivers them.
 

@@ -49,6 +49,11 @@ def _as_utc(frame: Frame) -> Frame:
     return frame.with_columns(fixes) if fixes else frame
 
 
+def _naive_utc(moment: datetime.datetime) -> datetime.datetime:
+    """``moment`` in UTC without its zone, to compare with a zoneless timestamp column."""
+    return moment.astimezone(datetime.UTC).replace(tzinfo=None)
+
+
 def _is_day_file(path: Path) -> bool:
     """Whether a file is named after one day (``2026-03-02.parquet``)."""
     try:
@@ -223,16 +228,43 @@ class SqlSource(SourceSystem):
     Queries are built with SQLAlchemy Core from the reflected table, and the day bounds are bound
     parameters: no SQL text is ever assembled from strings. A day with no rows is not delivered.
 
+    When a day was delivered (``Delivery.available_at``, judged by ``arrived_on_time``) is read
+    from the source, never taken from the clock of the fetch:
+
+    - ``completeness_table``: a marker table the loader writes once a day is complete, one row per
+      feed and day with columns ``feed`` (``transactions`` or ``chargebacks``), ``business_day``
+      (a DATE or ``YYYY-MM-DD`` text) and ``completed_at`` (a timestamp, UTC if it has no zone).
+      A day is delivered only once its marker exists and ``completed_at <= as_of``; the delivery
+      time is ``completed_at``. Preferred: it says the day is whole, not just that rows arrived.
+    - ``loaded_at_column``: a column of the feed tables the loader stamps on each row (UTC if
+      without a zone). Only rows loaded by ``as_of`` are returned, the delivery time is the
+      latest stamp among them, and the column itself is left out of the frame (load metadata,
+      not part of the feed's schema).
+
+    With neither, the delivery time is unknown (``None``) rather than the fetch time.
+
     Attributes:
         url: SQLAlchemy URL, e.g. ``sqlite:////data/payments.db``; a secret in production, so
             set it with ``EnvVar("FLYWHEEL_SOURCE_URL")``.
         transactions_table: Table holding the transactions feed.
         chargebacks_table: Table holding the chargebacks feed.
+        completeness_table: Marker table of completed days (see above), or None.
+        loaded_at_column: Per-row load-time column of the feed tables (see above), or None.
     """
 
     url: str = Field(description="SQLAlchemy URL of the source database.")
     transactions_table: str = "transactions"
     chargebacks_table: str = "chargebacks"
+    completeness_table: str | None = Field(
+        default=None,
+        description="Table of (feed, business_day, completed_at) markers written by the loader "
+        "once a day is complete; its completed_at is the delivery time.",
+    )
+    loaded_at_column: str | None = Field(
+        default=None,
+        description="Column of the feed tables stamped with each row's load time; the latest "
+        "stamp of a day is its delivery time.",
+    )
 
     _engine: sa.Engine | None = PrivateAttr(default=None)
 
@@ -243,24 +275,73 @@ class SqlSource(SourceSystem):
             self._engine = sa.create_engine(self.url)
         return self._engine
 
+    def _table(self, name: str) -> sa.Table:
+        return sa.Table(name, sa.MetaData(), autoload_with=self.engine)
+
+    def _column(self, table: sa.Table, name: str, purpose: str) -> sa.ColumnElement:
+        if name not in table.c:
+            raise ValueError(f"table {table.name} has no '{name}' column {purpose}")
+        return table.c[name]
+
+    def _completed_at(
+        self, feed: Feed, day: datetime.date, as_of: datetime.datetime
+    ) -> datetime.datetime:
+        """When the loader marked the day complete; not ready without a marker by ``as_of``."""
+        assert self.completeness_table is not None
+        markers = self._table(self.completeness_table)
+        purpose = "for the completeness markers"
+        feed_column = self._column(markers, "feed", purpose)
+        day_column = self._column(markers, "business_day", purpose)
+        completed = self._column(markers, "completed_at", purpose)
+        day_value = day if isinstance(day_column.type, sa.Date) else day.isoformat()
+        query = sa.select(sa.func.min(completed)).where(
+            feed_column == feed, day_column == day_value
+        )
+        with self.engine.connect() as connection:
+            value = connection.execute(query).scalar()
+        if isinstance(value, str):  # SQLite returns an aggregate of DATETIME text as text
+            value = datetime.datetime.fromisoformat(value)
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        if value is None or value > as_of:
+            raise PartitionNotReady(
+                f"{feed} for {day} is not marked complete in {self.completeness_table} "
+                f"by {as_of.isoformat()}"
+            )
+        return value
+
     def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
-        """Select the rows whose timestamp falls on ``day``."""
+        """Select the rows whose timestamp falls on ``day``, with the source's delivery time."""
+        if not isinstance(day, datetime.date):
+            raise TypeError(f"day must be a datetime.date, got {type(day).__name__}")
         name = self.transactions_table if feed == "transactions" else self.chargebacks_table
-        table = sa.Table(name, sa.MetaData(), autoload_with=self.engine)
-        column = DAY_COLUMN[feed]
-        if column not in table.c:
-            raise ValueError(f"table {name} has no '{column}' column to place rows on days")
+        table = self._table(name)
+        column = self._column(table, DAY_COLUMN[feed], "to place rows on days")
+        available_at = self._completed_at(feed, day, as_of) if self.completeness_table else None
         start, end = _day_bounds(day)
-        if not getattr(
-            table.c[column].type, "timezone", False
-        ):  # SQLite and most DATETIME columns store UTC without a zone
+        if not getattr(column.type, "timezone", False):
+            # SQLite and most DATETIME columns store UTC without a zone
             start, end = start.replace(tzinfo=None), end.replace(tzinfo=None)
-        query = sa.select(table).where(table.c[column] >= start, table.c[column] < end)
+        columns = list(table.c)
+        conditions = [column >= start, column < end]
+        loaded = None
+        if self.loaded_at_column:
+            loaded = self._column(table, self.loaded_at_column, "holding load times")
+            bound = as_of if getattr(loaded.type, "timezone", False) else _naive_utc(as_of)
+            conditions.append(loaded <= bound)
+        query = sa.select(*columns).where(*conditions)
         with self.engine.connect() as connection:
             frame = pl.read_database(query, connection, infer_schema_length=None)
         if frame.is_empty():
-            raise PartitionNotReady(f"no {feed} rows for {day} in table {name}")
-        return Delivery(_as_utc(frame), as_of)
+            raise PartitionNotReady(f"no {feed} rows for {day} in table {name} by {as_of}")
+        frame = _as_utc(frame)
+        if loaded is not None:
+            stamps = frame.get_column(loaded.name)
+            watermark = stamps.max()
+            if isinstance(watermark, datetime.datetime):
+                available_at = max(available_at or watermark, watermark)
+            frame = frame.drop(loaded.name)
+        return Delivery(frame, available_at)
 
     def describe(self) -> str:
         """Name the database without its credentials."""

@@ -14,6 +14,8 @@ import pytest
 from dagster import AssetKey, AssetSelection, instance_for_test
 from support.harness import LocalPlatform, days
 
+from platform_assets.common.datasets import content_hash
+from platform_assets.common.keys import TRAINING_SET
 from platform_assets.features.online_features import SKEW_CHECK
 from resources.feature_store import FEATURE_REPO
 
@@ -63,6 +65,8 @@ def test_skew_check_passes_on_clean_data(platform):
     assert passed, metadata["mismatches"]
     assert metadata["entities_compared"] == 200
     assert metadata["features_compared"] >= 20
+    # No training set yet: the offline side is the join training_set uses by default.
+    assert metadata["offline_engine"] == "polars"
 
 
 def test_training_set_holds_matured_transactions_with_point_in_time_features(platform):
@@ -113,6 +117,46 @@ def test_training_set_rebuild_keeps_its_data_version_with_either_engine(platform
         (event,) = result.get_asset_materialization_events()
         versions.append(event.materialization.tags["dagster/data_version"])
     assert versions[0] == versions[1] == versions[2]
+
+
+def test_the_skew_check_replays_the_join_the_latest_training_set_was_built_with(platform):
+    """Online values are held to the offline values a model was trained on, engine and all."""
+    for engine in ("feast", "polars"):
+        built = platform.materialize(
+            AssetSelection.assets("training_set"),
+            run_config=training_set_config(days=2, engine=engine),
+        )
+        assert built.success
+        passed, metadata = skew(platform.materialize(STORE))
+        assert passed, metadata["mismatches"]
+        assert metadata["offline_engine"] == engine
+
+
+def test_every_training_set_is_kept_by_its_content_and_the_latest_is_current(platform):
+    lake = platform.defs.resources["lake"]
+    assert platform.materialize(AssetSelection.assets("feature_store_registry")).success
+    built = {}
+    for window in (4, 2, 4):
+        result = platform.materialize(
+            AssetSelection.assets("training_set"), run_config=training_set_config(days=window)
+        )
+        assert result.success
+        (event,) = result.asset_materializations_for_node("training_set")
+        version = event.tags["dagster/data_version"]
+        assert event.metadata["version"].value == version
+        assert event.metadata["version_path"].value == f"training_set/versions/{version}.parquet"
+        # The last matured day is 2026-01-10 (see above); the window ends there.
+        assert event.metadata["first_day"].value == {4: "2026-01-07", 2: "2026-01-09"}[window]
+        built[window] = version
+
+    kept = lake.versions(TRAINING_SET)
+    assert {built[4], built[2]} <= set(kept)
+    assert len(kept) == len(set(kept)), "an identical rebuild is stored once"
+    assert lake.current_version(TRAINING_SET) == built[4]
+    # An earlier training set stays readable as it was built, under its content hash.
+    earlier = lake.read_version(TRAINING_SET, None, built[2])
+    assert content_hash(earlier) == built[2]
+    assert earlier["event_timestamp"].dt.date().min().isoformat() == "2026-01-09"
 
 
 def test_skew_check_fails_when_a_definition_changes_without_rematerializing(platform, tmp_path):

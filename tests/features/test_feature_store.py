@@ -5,6 +5,11 @@ value written after a transaction must never reach that transaction's row.
 """
 
 import datetime
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -75,21 +80,34 @@ def entity(customer: int, when: str, amount: float = 40.0) -> dict:
     }
 
 
-ENGINES = pytest.mark.parametrize("engine", ["feast", "polars"])
+@pytest.fixture(params=["feast", "polars"])
+def join(store, request) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    """One engine's point-in-time join: a test that takes it runs once per engine, on that one.
+
+    The engine is bound here, so a test cannot fall back to the resource's default by leaving
+    it out: ``polars`` is what training_set and the skew check use, ``feast`` is Feast's own.
+    """
+    engine = request.param
+    return lambda entities: store.historical_features(entities, engine)
 
 
-@ENGINES
-def test_a_value_written_after_the_transaction_never_reaches_its_row(store, engine):
-    asked = [
-        entity(1, "2026-01-05T11:59:59"),  # between the first two rows
-        entity(1, "2026-01-05T12:00:00"),  # exactly at the second row: it is known
-        entity(1, "2026-01-19T23:00:00"),  # the third row is written a day later
-        entity(1, "2026-01-05T09:00:00"),  # before any row
-    ]
-    rows = store.historical_features(
-        pl.DataFrame(asked)
+def asked(*rows: dict) -> pl.DataFrame:
+    """Entity rows as retrieval takes them, numbered in the order asked."""
+    return (
+        pl.DataFrame(list(rows))
         .with_row_index("asked")
         .with_columns(pl.col(fe.TIMESTAMP).cast(pl.Datetime("us", "UTC")))
+    )
+
+
+def test_a_value_written_after_the_transaction_never_reaches_its_row(join):
+    rows = join(
+        asked(
+            entity(1, "2026-01-05T11:59:59"),  # between the first two rows
+            entity(1, "2026-01-05T12:00:00"),  # exactly at the second row: it is known
+            entity(1, "2026-01-19T23:00:00"),  # the third row is written a day later
+            entity(1, "2026-01-05T09:00:00"),  # before any row
+        )
     ).sort("asked")
     assert rows["txn_count_24h"].to_list() == [1, 2, 2, None]
     # Merchant rows are end-of-day snapshots: the 01-06 row is unknown until 01-06 00:00, and
@@ -102,20 +120,16 @@ def test_a_value_written_after_the_transaction_never_reaches_its_row(store, engi
     assert rows["seconds_since_last_transaction"][0] == 2 * 3600 - 1
 
 
-@ENGINES
-def test_ttls_behave_as_configured(store, engine):
-    asked = pl.DataFrame(
-        [
+def test_ttls_behave_as_configured(join):
+    rows = join(
+        asked(
             entity(2, "2025-11-30T09:00:00"),  # 29 days after customer 2's row: within 30 days
             entity(2, "2025-12-02T09:00:00"),  # 31 days after: expired
             entity(1, "2026-01-12T23:00:00"),  # merchant row from 01-06: within 7 days
             entity(1, "2026-01-13T00:00:00"),  # merchant row exactly 7 days old: still valid
             entity(1, "2026-01-13T00:00:01"),  # merchant row 7 days and a second old: expired
-        ]
-    )
-    rows = store.historical_features(
-        asked.with_columns(pl.col(fe.TIMESTAMP).cast(pl.Datetime("us", "UTC"))), engine
-    )
+        )
+    ).sort("asked")
     assert rows["txn_count_24h"].to_list() == [9, None, 2, 2, 2]
     assert rows["merchant_chargeback_rate"].to_list() == [None, None, 0.5, 0.5, None]
 
@@ -154,11 +168,13 @@ def test_the_production_configuration_parses(monkeypatch):
     config = FeatureStoreResource(
         config_file="feature_store.prod.yaml", lake_root="/lake"
     ).repo_config()
-    assert config.registry.registry_type == "sql"
-    assert config.registry.path == "postgresql+psycopg://feast@db/feast"
-    assert config.online_store.type == "redis"
-    assert config.online_store.connection_string == "redis:6379,ssl=true"
-    assert config.offline_store.type == "duckdb"
+    registry, online, offline = config.registry, config.online_store, config.offline_store
+    assert registry is not None and online is not None and offline is not None
+    assert registry.registry_type == "sql"
+    assert registry.path == "postgresql+psycopg://feast@db/feast"
+    assert online.type == "redis"
+    assert online.connection_string == "redis:6379,ssl=true"
+    assert offline.type == "duckdb"
 
 
 def test_the_definitions_version_follows_every_definition_file(tmp_path: Path):
@@ -172,3 +188,29 @@ def test_the_definitions_version_follows_every_definition_file(tmp_path: Path):
     definitions = copy / "fraud_detection.py"
     definitions.write_text(definitions.read_text().replace("days=30", "days=29"))
     assert definitions_version(copy) != before
+
+
+def test_the_feast_cli_plans_on_a_fresh_checkout(tmp_path: Path):
+    """`feast -c feature_repo plan`, as the README says, before anything made .flywheel/data."""
+    checkout = tmp_path / "checkout"
+    shutil.copytree(
+        FEATURE_REPO, checkout / "feature_repo", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if name not in ("FLYWHEEL_LAKE_ROOT", "FLYWHEEL_DATA_DIR")
+    }
+    feast = Path(sys.executable).with_name("feast")
+    result = subprocess.run(
+        [str(feast), "-c", "feature_repo", "plan"],
+        cwd=checkout,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Created feature service fraud_model_v1" in result.stdout
+    assert (checkout / ".flywheel" / "data" / "feast" / "registry.db").is_file()

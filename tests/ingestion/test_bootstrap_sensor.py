@@ -37,7 +37,7 @@ from platform_assets.common.keys import (
     TRANSACTION_BASELINE,
     VALIDATED_TRANSACTIONS,
 )
-from platform_assets.definitions import stage_assets
+from platform_assets.definitions import defs, stage_assets
 from platform_assets.features import engineering
 from platform_assets.ingestion.delivery_checks import DRIFT_CHECK
 from resources.clock import Clock
@@ -97,7 +97,9 @@ def tick(instance: DagsterInstance, registry: ModelRegistry) -> SensorResult | S
 def ingestion_tick(instance: DagsterInstance) -> list[str]:
     """The days one evaluation of the ingestion sensor at ``NOW`` requests."""
     context = build_sensor_context(
-        instance=instance, resources={"clock": Clock(frozen_at=NOW), "label_policy": POLICY}
+        instance=instance,
+        definitions=defs,
+        resources={"clock": Clock(frozen_at=NOW), "label_policy": POLICY},
     )
     result = ingestion_sensor(context)
     assert isinstance(result, SensorResult), result

@@ -243,3 +243,26 @@ def test_materializations_record_data_version_row_count_and_schema(platform):
     )
     columns = [c.name for c in raw.metadata["dagster/column_schema"].value.columns]
     assert columns[0] == "transaction_id" and "event_timestamp" in columns
+
+
+def test_re_ingesting_a_day_keeps_every_delivery_and_downstream_reads_the_current_one(platform):
+    day = "2026-03-24"
+    lake = platform.defs.resources["lake"]
+    # Judged against the clean week again (an earlier test accepted a drifted day).
+    assert platform.accept_baseline(BASELINE_DAYS, reason="the clean week again").success
+    assert platform.ingest(day).success
+    first = stored(platform, "raw_transactions", day)
+    # The source delivers the day again, now with duplicated rows.
+    second_run = platform.ingest(day, scenario("duplicates", day, 0.01))
+    assert second_run.success
+
+    assert lake.versions(RAW_TRANSACTIONS, day) == ["delivery-0001", "delivery-0002"]
+    assert lake.current_version(RAW_TRANSACTIONS, day) == "delivery-0002"
+    assert lake.read_version(RAW_TRANSACTIONS, day, "delivery-0001").equals(first)
+    current = stored(platform, "raw_transactions", day)
+    assert current.height > first.height, "the second delivery is the one read"
+    assert_reconciles(platform, day)  # validated + quarantined rows are the current delivery's
+    (raw,) = second_run.asset_materializations_for_node("raw_transactions")
+    assert raw.metadata["current_delivery"].value == "delivery-0002"
+    assert raw.metadata["deliveries_kept"].value == 2
+    assert raw.metadata["dagster/row_count"].value == current.height

@@ -19,14 +19,17 @@ from dagster import (
     build_sensor_context,
 )
 from support.harness import LocalPlatform, days, scenario
+from support.servers import free_port
 
 from platform_assets.common.keys import (
+    PRODUCTION_MODEL,
     RAW_TRANSACTIONS,
     TRAINING_SET,
     TRANSACTION_BASELINE,
     VALIDATED_TRANSACTIONS,
 )
-from resources.alerting import LocalAlerter
+from platform_assets.definitions import defs
+from resources.alerting import Alerter, LocalAlerter, WebhookAlerter
 from resources.clock import Clock
 from resources.label_policy import LabelPolicy
 from resources.quality_policy import QualityPolicy
@@ -42,8 +45,12 @@ POLICY = LabelPolicy(maturity_days=1)
 WINDOW = days("2026-02-02", 46)
 
 
+# History queues behind every other run.
+HISTORY_TAGS = {"flywheel/trigger": "history", "dagster/priority": "-1"}
+
+
 def evaluate(
-    instance: DagsterInstance, alerter: LocalAlerter, now: str, cursor: str | None = None
+    instance: DagsterInstance, alerter: Alerter, now: str, cursor: str | None = None
 ) -> SensorResult:
     context = build_sensor_context(
         instance=instance,
@@ -66,7 +73,9 @@ def watching_since(instant: str) -> str:
 
 def ingest_tick(instance: DagsterInstance, now: str = NOW) -> SensorResult | SkipReason:
     context = build_sensor_context(
-        instance=instance, resources={"clock": Clock(frozen_at=now), "label_policy": POLICY}
+        instance=instance,
+        definitions=defs,
+        resources={"clock": Clock(frozen_at=now), "label_policy": POLICY},
     )
     result = ingestion_sensor(context)
     assert isinstance(result, SensorResult | SkipReason), result
@@ -168,6 +177,36 @@ def test_missing_days_are_requested_and_alerted_once(instance, alerter):
     assert json.loads(later.cursor or "") == {"since": since, "alerted": keys}
 
 
+def test_a_webhook_outage_neither_stops_the_requests_nor_loses_the_alert(instance, alerter):
+    """The late days are requested while the webhook is down, and alerted once it is back."""
+    since = watching_since("2026-03-01T00:00:00+00:00")
+    down = WebhookAlerter(webhook_url=f"http://127.0.0.1:{free_port()}/hook", timeout_seconds=1)
+
+    during = evaluate(instance, down, "2026-03-10T04:00:00+00:00", since)
+    after = evaluate(instance, alerter, "2026-03-10T05:10:00+00:00", during.cursor)
+
+    assert requested(during) == [f"2026-03-0{d}" for d in range(3, 10)]
+    assert json.loads(during.cursor or "")["alerted"] == []
+    assert len(alerter.read()) == 7
+    assert json.loads(after.cursor or "")["alerted"] == requested(during)
+
+
+def test_a_day_whose_run_is_queued_is_not_late(platform: LocalPlatform, alerter):
+    """A queued ingestion run has no partition status yet; its day is on its way, not late."""
+    job = platform.defs.resolve_job_def("ingestion_job")
+    platform.instance.create_run_for_job(job, tags={"dagster/partition": "2026-03-09"})
+
+    result = evaluate(
+        platform.instance,
+        alerter,
+        "2026-03-10T04:00:00+00:00",
+        watching_since("2026-03-01T00:00:00+00:00"),
+    )
+
+    assert requested(result) == [f"2026-03-0{d}" for d in range(3, 9)]
+    assert "2026-03-09" not in json.dumps(alerter.read())
+
+
 def test_a_day_due_before_since_is_not_requested(instance, alerter):
     result = evaluate(
         instance,
@@ -224,7 +263,7 @@ def test_empty_instance_requests_only_the_baseline_days_first(instance):
         "ingest-2026-02-03",
         "ingest-2026-02-04",
     ]
-    assert all(r.tags == {"flywheel/trigger": "history"} for r in requests(result))
+    assert all(r.tags == HISTORY_TAGS for r in requests(result))
 
 
 def test_with_the_baseline_days_stored_it_waits_for_the_baseline(instance):
@@ -263,8 +302,29 @@ def test_after_the_bootstrap_every_remaining_landed_day_is_requested(instance, f
 
     assert requested(result) == WINDOW[3:]
     assert WINDOW[-1] == "2026-03-19"
-    assert all(r.tags == {"flywheel/trigger": "history"} for r in requests(result))
+    assert all(r.tags == HISTORY_TAGS for r in requests(result))
     assert requests(result)[0].run_key == "ingest-2026-02-05"
+
+
+def test_days_are_scored_and_reported_only_once_a_champion_serves(instance):
+    """Before the first champion a day's run stops after its features: nothing to score with."""
+    store(instance, RAW_TRANSACTIONS, *WINDOW[:-1])
+    store(instance, TRANSACTION_BASELINE)
+    job = {
+        key.to_user_string()
+        for key in defs.resolve_job_def("ingestion_job").asset_layer.selected_asset_keys
+    }
+
+    [before] = requests(ingest_tick(instance))
+    store(instance, PRODUCTION_MODEL)
+    [after] = requests(ingest_tick(instance))
+
+    assert {"champion_scores", "model_monitoring_report"} <= job
+    assert {key.to_user_string() for key in before.asset_selection or []} == job - {
+        "champion_scores",
+        "model_monitoring_report",
+    }
+    assert after.partition_key == before.partition_key and after.asset_selection is None
 
 
 def test_the_next_landed_day_is_requested_as_a_new_day(instance):

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from resources.model_registry import CHAMPION, LOCAL_MLFLOW_UI, PREVIOUS_CHAMPION, ModelRegistry
+from resources.model_registry import (
+    CHAMPION,
+    LOCAL_MLFLOW_UI,
+    PREVIOUS_CHAMPION,
+    ChampionMoved,
+    ModelRegistry,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -60,6 +66,23 @@ def test_promoting_the_champion_again_does_not_make_it_its_own_predecessor(regis
     registry.promote("1")
     registry.promote("1")
     assert aliases(registry) == {CHAMPION: "1"}
+
+
+def test_a_promotion_expecting_another_champion_is_refused_and_moves_nothing(registry):
+    register_versions(registry, 3)
+    assert registry.promote("1", expected_champion=None) is None
+    registry.promote("2")  # meanwhile a person makes v2 the champion
+
+    with pytest.raises(
+        ChampionMoved, match=r"v3 not promoted: .* against champion v1, .* champion is now v2"
+    ):
+        registry.promote("3", expected_champion="1")
+    assert aliases(registry) == {CHAMPION: "2", PREVIOUS_CHAMPION: "1"}
+    with pytest.raises(ChampionMoved, match=r"against no champion, .* champion is now v2"):
+        registry.promote("3", expected_champion=None)
+
+    assert registry.promote("3", expected_champion="2") == "2"
+    assert aliases(registry) == {CHAMPION: "3", PREVIOUS_CHAMPION: "2"}
 
 
 def test_a_versions_holdout_start_comes_from_its_training_run(registry):

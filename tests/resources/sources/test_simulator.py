@@ -275,6 +275,12 @@ def test_schema_change_renames_amount_to_integer_cents() -> None:
     )
 
 
+@pytest.mark.parametrize("kind", ["schema_change", "missing_partition", "null_spike"])
+def test_live_payments_are_the_clean_day_whatever_the_batch_incident(kind: str) -> None:
+    sim = CardPaymentsSimulator(rows_per_day=2_000, scenarios=[Scenario(kind, DAY, DAY, 0.1)])
+    assert_frame_equal(sim.payments(DAY), _clean())
+
+
 def test_late_partition_is_delayed_by_intensity_hours() -> None:
     simulated = _scenario_day("late_partition", 6.5)
     normal = datetime.datetime(2024, 3, 7, 0, 30, tzinfo=datetime.UTC)

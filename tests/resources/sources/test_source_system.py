@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from polars.testing import assert_frame_equal
 
+from resources.environments import build_resources
 from resources.sources.incidents import Scenario
 from resources.sources.schema import CHARGEBACK_COLUMNS, CHARGEBACK_SCHEMA, TRANSACTION_SCHEMA
 from resources.sources.simulator import CardPaymentsSimulator
@@ -328,7 +329,7 @@ def test_sql_source_returns_the_exact_frame_with_utc_timestamps(sqlite_url: str)
 
     assert delivery.frame.schema == pl.Schema(TRANSACTION_SCHEMA)
     assert_frame_equal(delivery.frame, _transactions(), check_dtypes=True)
-    assert delivery.available_at == as_of
+    assert delivery.available_at is None, "without a watermark the delivery time is unknown"
     assert_frame_equal(
         source.fetch("transactions", DAY - ONE_DAY, as_of).frame, _transactions(DAY - ONE_DAY)
     )
@@ -404,3 +405,97 @@ def test_sql_source_describe_hides_the_password() -> None:
 
     assert "s3cr3t-pw" not in described
     assert described == "sql(postgresql://flywheel:***@db.internal:5432/payments)"
+
+
+# --- SqlSource: when a day was delivered ----------------------------------------------------------
+
+LOADED = datetime.datetime(2024, 3, 7, 3, 15, tzinfo=datetime.UTC)
+
+
+def _write(url: str, table: str, frame: pl.DataFrame, **dtype: sa.types.TypeEngine) -> None:
+    engine = sa.create_engine(url)
+    try:
+        frame.to_pandas().to_sql(table, engine, index=False, if_exists="append", dtype=dtype)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def watermarked_url(tmp_path: Path) -> str:
+    """Transactions whose loader stamps each row: most at 01:00, the last batch at 03:15."""
+    url = f"sqlite:///{tmp_path / 'watermarked.db'}"
+    rows = _transactions()
+    stamps = [LOADED - datetime.timedelta(hours=2, minutes=15)] * (rows.height - 10)
+    stamps += [LOADED] * 10
+    stamped = rows.with_columns(pl.Series("_loaded_at", stamps, dtype=pl.Datetime("us", "UTC")))
+    _write(url, "transactions", stamped, event_timestamp=sa.DateTime(), _loaded_at=sa.DateTime())
+    return url
+
+
+def test_sql_source_delivery_time_is_the_days_load_watermark(watermarked_url: str) -> None:
+    source = SqlSource(url=watermarked_url, loaded_at_column="_loaded_at")
+
+    delivery = source.fetch("transactions", DAY, LONG_AFTER)
+
+    assert delivery.available_at == LOADED, "the last row's load time, not the fetch time"
+    assert_frame_equal(delivery.frame, _transactions(), check_dtypes=True)
+
+
+def test_sql_source_rows_loaded_after_as_of_are_not_known_yet(watermarked_url: str) -> None:
+    source = SqlSource(url=watermarked_url, loaded_at_column="_loaded_at")
+
+    early = source.fetch("transactions", DAY, LOADED - TICK)
+    assert early.frame.height == _transactions().height - 10
+    assert early.available_at == LOADED - datetime.timedelta(hours=2, minutes=15)
+    with pytest.raises(PartitionNotReady):
+        source.fetch("transactions", DAY, datetime.datetime(2024, 3, 7, tzinfo=datetime.UTC))
+
+
+def test_sql_source_missing_watermark_column_names_it(sqlite_url: str) -> None:
+    with pytest.raises(ValueError, match="'_loaded_at'"):
+        SqlSource(url=sqlite_url, loaded_at_column="_loaded_at").fetch(
+            "transactions", DAY, LONG_AFTER
+        )
+
+
+def _mark_complete(url: str, *markers: tuple[str, str, datetime.datetime]) -> None:
+    frame = pl.DataFrame(
+        {
+            "feed": [m[0] for m in markers],
+            "business_day": [m[1] for m in markers],
+            "completed_at": [m[2] for m in markers],
+        },
+        schema={"feed": pl.String, "business_day": pl.String, "completed_at": pl.Datetime("us")},
+    )
+    _write(url, "load_markers", frame, completed_at=sa.DateTime())
+
+
+def test_sql_source_delivery_time_is_the_days_completeness_marker(sqlite_url: str) -> None:
+    naive = LOADED.replace(tzinfo=None)
+    _mark_complete(sqlite_url, ("transactions", DAY.isoformat(), naive))
+    source = SqlSource(url=sqlite_url, completeness_table="load_markers")
+
+    delivery = source.fetch("transactions", DAY, LONG_AFTER)
+
+    assert delivery.available_at == LOADED
+    assert_frame_equal(delivery.frame, _transactions(), check_dtypes=True)
+    with pytest.raises(PartitionNotReady, match="marked complete"):
+        source.fetch("transactions", DAY, LOADED - TICK)
+
+
+def test_sql_source_day_with_rows_but_no_marker_is_not_ready(sqlite_url: str) -> None:
+    _mark_complete(sqlite_url, ("chargebacks", (DAY - ONE_DAY).isoformat(), LOADED))
+    source = SqlSource(url=sqlite_url, completeness_table="load_markers")
+
+    with pytest.raises(PartitionNotReady, match="marked complete"):
+        source.fetch("transactions", DAY - ONE_DAY, LONG_AFTER)
+
+
+def test_prod_takes_the_sources_delivery_time_settings_from_the_environment(monkeypatch) -> None:
+    monkeypatch.setenv("FLYWHEEL_SOURCE_COMPLETENESS_TABLE", "load_markers")
+    source = build_resources("prod")["source"]
+    assert (source.completeness_table, source.loaded_at_column) == ("load_markers", None)
+    monkeypatch.delenv("FLYWHEEL_SOURCE_COMPLETENESS_TABLE")
+    monkeypatch.setenv("FLYWHEEL_SOURCE_LOADED_AT_COLUMN", "loaded_at")
+    source = build_resources("prod")["source"]
+    assert (source.completeness_table, source.loaded_at_column) == (None, "loaded_at")
