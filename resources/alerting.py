@@ -44,6 +44,23 @@ class Alerter(ConfigurableResource):
         self._deliver(record)
         return record
 
+    def try_send(
+        self, title: str, message: str, severity: Severity = "error", **details: Any
+    ) -> bool:
+        """``send``, but a failed delivery is logged instead of raised; whether it was delivered.
+
+        For sensors: an alert is about a run, and a webhook outage must not stop the run from
+        being requested. The caller decides whether to try again on its next tick.
+        """
+        try:
+            self.send(title, message, severity, **details)
+        except Exception as error:  # any delivery failure: the alert is what is lost, not the run
+            get_dagster_logger().error(
+                f"alert not delivered ({type(error).__name__}: {error}): {title}"
+            )
+            return False
+        return True
+
     def _deliver(self, record: dict[str, Any]) -> None:
         raise NotImplementedError
 

@@ -12,10 +12,11 @@ first, and MLflow alone costs it about two seconds that most runs never use.
 """
 
 import datetime
+import enum
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from tempfile import TemporaryDirectory
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from dagster import (
     ConfigurableResource,
@@ -82,6 +83,22 @@ MLFLOW_TRACKING_CONFIG = {
         Permissive(), description="Any extra key-value tags to log to mlflow."
     ),
 }
+
+
+class ChampionMoved(RuntimeError):
+    """A promotion refused: the champion is not the one its verdict was reached against."""
+
+
+class _Unchecked(enum.Enum):
+    ANY_CHAMPION = "any champion"
+
+
+# ``promote``'s default: replace whichever version is champion (a person at a console, a test).
+ANY_CHAMPION: Literal[_Unchecked.ANY_CHAMPION] = _Unchecked.ANY_CHAMPION
+
+
+def _named(version: str | None) -> str:
+    return "no champion" if version is None else f"champion v{version}"
 
 
 class ModelRegistry(ConfigurableResource):
@@ -220,20 +237,51 @@ class ModelRegistry(ConfigurableResource):
         for key, value in tags.items():
             client.set_model_version_tag(self.model_name, version, key, value)
 
-    def promote(self, version: str) -> str | None:
+    def promote(
+        self,
+        version: str,
+        expected_champion: str | None | Literal[_Unchecked.ANY_CHAMPION] = ANY_CHAMPION,
+    ) -> str | None:
         """Make ``version`` the champion; return the version it replaces (None if first).
 
         The replaced version keeps the ``previous_champion`` alias, so rolling back is moving
         ``champion`` to it.
+
+        Args:
+            version: The version to promote.
+            expected_champion: Compare-and-set: the champion (None: no champion) the verdict to
+                promote was reached against. If another version serves now, nothing moves and
+                ``ChampionMoved`` names both. Left out, whatever serves is replaced.
+
+        MLflow moves one alias per call and has no transactions, so the champion is read again
+        after the move too: a promotion racing this one (outside ``production_model``'s pool,
+        which runs promotions one at a time) is reported rather than silently overwritten.
         """
         client = self.client()
         current = self.champion()
         # MLflow returns versions as numbers here and takes them as strings.
         previous = None if current is None else str(current.version)
+        if expected_champion is not ANY_CHAMPION and previous != expected_champion:
+            raise self._moved(version, expected_champion, previous)
         if previous is not None and previous != str(version):
             client.set_registered_model_alias(self.model_name, PREVIOUS_CHAMPION, previous)
         client.set_registered_model_alias(self.model_name, CHAMPION, version)
+        now = self.champion()
+        if now is None or str(now.version) != str(version):
+            raise ChampionMoved(
+                f"{self.model_name} v{version}'s promotion raced another move of {CHAMPION}: it "
+                f"is now {'unset' if now is None else f'v{now.version}'}. Check the aliases in "
+                "MLflow before promoting again."
+            )
         return previous
+
+    def _moved(self, version: str, expected: str | None, current: str | None) -> ChampionMoved:
+        return ChampionMoved(
+            f"{self.model_name} v{version} not promoted: its verdict was reached against "
+            f"{_named(expected)}, but the {CHAMPION} is now "
+            f"{'unset' if current is None else f'v{current}'}. Judge v{version} against the "
+            "new champion (rematerialize evaluation_report and the release) before promoting it."
+        )
 
     def canary(self) -> "ModelVersion | None":
         """The version on canary release now; None when no release is under way."""

@@ -86,7 +86,7 @@ class PredictionLog(ConfigurableResource):
         missing = sorted(set(LOG_COLUMNS) - set(rows.columns))
         if missing:
             raise ValueError(f"prediction log rows lack the columns {missing}")
-        with self._connection() as connection, connection.cursor() as cursor:
+        with self._connection(write=True) as connection, connection.cursor() as cursor:
             existing = self._columns(connection)
             if existing:
                 for name in [c for c in rows.columns if c not in existing]:
@@ -103,7 +103,6 @@ class PredictionLog(ConfigurableResource):
                 for columns in ("day, source", "source, model_version"):
                     name = f"{self.table}_{columns.replace(', ', '_')}"
                     cursor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {self.table} ({columns})")
-            connection.commit()
         return rows.height
 
     def read(self, day: str, sources: Sequence[str] = (BATCH,)) -> pl.DataFrame:
@@ -150,16 +149,10 @@ class PredictionLog(ConfigurableResource):
         return "?" if self.url.startswith(SQLITE_PREFIX) else f"${position}"
 
     @contextmanager
-    def _connection(self) -> Iterator[Any]:
+    def _connection(self, write: bool = False) -> Iterator[Any]:
+        """A connection; with ``write``, one transaction committed on success, else rolled back."""
         if self.url.startswith(SQLITE_PREFIX):
-            import adbc_driver_sqlite.dbapi
-
-            path = Path(self.url.removeprefix(SQLITE_PREFIX))
-            _write_ahead_log(path)
-            connection = adbc_driver_sqlite.dbapi.connect(str(path))
-            # A writer waits for another's lock instead of failing.
-            with connection.cursor() as cursor:
-                cursor.execute("PRAGMA busy_timeout = 10000")
+            connection = _sqlite(Path(self.url.removeprefix(SQLITE_PREFIX)), write)
         elif self.url.startswith(POSTGRES_PREFIXES):
             import adbc_driver_postgresql.dbapi
 
@@ -169,8 +162,15 @@ class PredictionLog(ConfigurableResource):
                 f"PredictionLog.url must start with {SQLITE_PREFIX} or postgresql://, got "
                 f"{self.url.split(':', 1)[0]}:…"
             )
+        sqlite = self.url.startswith(SQLITE_PREFIX)
         try:
             yield connection
+            if write:
+                _end(connection, "COMMIT", sqlite)
+        except BaseException:
+            if write:
+                _end(connection, "ROLLBACK", sqlite)
+            raise
         finally:
             connection.close()
 
@@ -183,8 +183,41 @@ class PredictionLog(ConfigurableResource):
         except ProgrammingError as error:
             if "NOT_FOUND" not in str(error):
                 raise
-            connection.rollback()
+            if not self.url.startswith(SQLITE_PREFIX):
+                connection.rollback()  # PostgreSQL aborts a transaction at its first error
             return set()
+
+
+def _sqlite(path: Path, write: bool) -> Any:
+    """A SQLite connection; a writer's holds the write lock from its first statement.
+
+    ADBC opens deferred transactions: a writer that reads first (the table's columns) and then
+    writes fails at once with "database is locked" when another process wrote in between (its
+    snapshot is stale; waiting cannot help, so busy_timeout does not apply). ``BEGIN IMMEDIATE``
+    takes the lock up front, and busy_timeout makes writers queue for it instead of failing.
+    """
+    import adbc_driver_sqlite.dbapi
+
+    _write_ahead_log(path)
+    connection = adbc_driver_sqlite.dbapi.connect(str(path), autocommit=True)
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        if write:
+            cursor.execute("BEGIN IMMEDIATE")
+    return connection
+
+
+def _end(connection: Any, how: str, sqlite: bool) -> None:
+    """End a write transaction with ``how``, COMMIT or ROLLBACK.
+
+    SQLite's is our own ``BEGIN IMMEDIATE`` in ADBC's autocommit mode, where ``commit()`` does
+    nothing: it ends in SQL. PostgreSQL's is the driver's.
+    """
+    if sqlite:
+        with connection.cursor() as cursor:
+            cursor.execute(how)
+    else:
+        (connection.commit if how == "COMMIT" else connection.rollback)()
 
 
 @functools.cache

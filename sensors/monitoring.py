@@ -9,11 +9,16 @@ report when their freshness policies are past their fail window.
 
 import datetime
 import json
+from collections.abc import Sequence
 
 from dagster import (
+    AssetPartitionStatus,
     AssetRecordsFilter,
+    DagsterInstance,
     DefaultSensorStatus,
+    RunRecord,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -23,15 +28,18 @@ from dagster import (
 from platform_assets.common.keys import (
     CHAMPION_AGE,
     CHAMPION_SCORES,
+    FRAUD_LABELS,
     MODEL_MONITORING_REPORT,
     ONLINE_FEATURES,
     TRAINING_SET,
 )
+from platform_assets.common.partitions import daily_partitions, label_report_days
 from resources.alerting import Alerter
 from resources.clock import Clock
 from resources.label_policy import LabelPolicy
 from resources.model_registry import ModelRegistry
 from resources.monitoring_policy import MonitoringPolicy
+from sensors.ingestion import UNFINISHED_RUNS
 
 # Reports read per tick; more wait for the next tick (the cursor keeps the place).
 REPORTS_PER_TICK = 50
@@ -47,7 +55,7 @@ def _cursor(context: SensorEvaluationContext) -> dict:
 
 @sensor(
     asset_selection=[TRAINING_SET],
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
     description="Requests a new training_set when a model_monitoring_report check of the serving "
     "champion reaches its act level, once enough labelled days follow the change; one request "
@@ -71,6 +79,10 @@ def retraining_sensor(
     if not records and cursor["pending"] is None:
         return SkipReason("No new model_monitoring_report since the last tick.")
     now = clock.now()
+    in_flight = context.instance.get_run_records(
+        RunsFilter(tags={"dagster/sensor_name": "retraining_sensor"}, statuses=UNFINISHED_RUNS),
+        limit=1,
+    )
     champion = model_registry.champion()
     serving = None if champion is None else str(champion.version)
     skipped = []
@@ -84,12 +96,12 @@ def retraining_sensor(
                 "version": version,
                 "report_id": record.storage_id,
             }
-            why = _not_a_new_trigger(trigger, serving, cursor, now, monitoring_policy)
+            why = _not_a_new_trigger(trigger, serving, cursor, now, monitoring_policy, in_flight)
             if why:
                 skipped.append(f"{_describe(trigger)}: {why}")
                 if trigger["version"] != serving:
                     continue  # a report of a replaced model: nothing to act on, nothing to say
-                alerter.send(
+                alerter.try_send(
                     title=f"retraining skipped: {trigger['check']} on {trigger['day']}",
                     message=f"{_describe(trigger)}: {why}",
                     severity="info",
@@ -100,7 +112,9 @@ def retraining_sensor(
             cursor["pending"] = trigger
     if records:
         cursor["after"] = records[-1].storage_id
-    requests = _due_request(cursor, serving, now, monitoring_policy, label_policy, skipped, alerter)
+    requests = _due_request(
+        context.instance, cursor, serving, now, monitoring_policy, label_policy, skipped, alerter
+    )
     reason = "; ".join(skipped) or f"{len(records)} new report(s), no act verdict"
     return SensorResult(
         run_requests=requests,
@@ -119,12 +133,17 @@ def _not_a_new_trigger(
     cursor: dict,
     now: datetime.datetime,
     policy: MonitoringPolicy,
+    in_flight: Sequence[RunRecord],
 ) -> str | None:
     """Why an act verdict starts no retraining (None: it does)."""
     if trigger["version"] != serving:
         return f"judged v{trigger['version']}, v{serving} serves now"
     if cursor["pending"] is not None:
         return f"a retraining is already due for {_describe(cursor['pending'])}"
+    if in_flight:
+        # The cooldown counts from the request; a busy queue can hold the run past it.
+        run = in_flight[0].dagster_run
+        return f"the last retraining's run {run.run_id[:8]} is still {run.status.value.lower()}"
     if cursor["requested_at"] is not None:
         since = now - datetime.datetime.fromisoformat(cursor["requested_at"])
         if since < datetime.timedelta(hours=policy.retraining_cooldown_hours):
@@ -136,6 +155,7 @@ def _not_a_new_trigger(
 
 
 def _due_request(
+    instance: DagsterInstance,
     cursor: dict,
     serving: str | None,
     now: datetime.datetime,
@@ -167,8 +187,19 @@ def _due_request(
         )
         return []
     days = policy.retraining_window_days if immediate else after
+    # The clock says the labels are due; the training set needs them ingested (a busy queue
+    # ingests the last days minutes after they landed).
+    first = newest - datetime.timedelta(days=days - 1)
+    reported = label_report_days(first, newest, label_policy.maturity_days)
+    status = instance.get_status_by_partition(FRAUD_LABELS, reported, daily_partitions) or {}
+    if missing := [day for day in reported if status.get(day) != AssetPartitionStatus.MATERIALIZED]:
+        skipped.append(
+            f"retraining for {_describe(trigger)} waits for the labels reported on "
+            f"{', '.join(missing)} to be ingested"
+        )
+        return []
     cursor["pending"], cursor["requested_at"] = None, now.isoformat()
-    alerter.send(
+    alerter.try_send(
         title=f"retraining requested: {trigger['check']} on {trigger['day']}",
         message=f"champion v{trigger['version']}: {_describe(trigger)}; training on the {days} "
         f"days up to {newest}",
@@ -207,7 +238,7 @@ def _retraining_request(trigger: dict, last_day: datetime.date, days: int) -> Ru
 
 @sensor(
     asset_selection=[MODEL_MONITORING_REPORT, CHAMPION_SCORES, ONLINE_FEATURES],
-    minimum_interval_seconds=300,
+    minimum_interval_seconds=30,
     default_status=DefaultSensorStatus.RUNNING,
     description="Re-runs a day's model_monitoring_report once its labels are due, and "
     "rematerializes online_features or the latest report past their freshness policy.",

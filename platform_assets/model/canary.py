@@ -3,12 +3,12 @@
 Free of Dagster. Both variants serve a random sample of customers (sticky by customer), so on
 healthy models their error rates and latencies agree, each model's scores move away from its own
 holdout's as much as the other's do (two models score differently, so their scores are not
-compared with each other), and their performance estimates agree. Each comparison waits for its
-minimum sample before it judges; any comparison past its limit rolls back at once, and a canary
-is promoted only after the soak, with enough predictions, and with every operational comparison
-judged and within its limit. The
-performance figures are the monitoring stage's: the confidence-based estimate on each model's
-own calibration, and PR-AUC and recall at the operating precision on matured labels.
+compared with each other), and each keeps as much of its holdout's estimated performance.
+Each comparison waits for its minimum sample before it judges; any comparison past its limit
+rolls back at once, and a canary is promoted only after the soak, with enough predictions, and
+with every operational comparison judged and within its limit. The performance figures are the
+monitoring stage's: the confidence-based estimate on each model's own calibration, and PR-AUC
+and recall at the operating precision on matured labels.
 """
 
 from dataclasses import asdict, dataclass
@@ -25,8 +25,11 @@ from resources.release_policy import ReleasePolicy
 
 Judgement = Literal["ok", "rollback", "waiting"]
 Verdict = Literal["continue", "rollback", "promote"]
-# Judged before a promotion; realized quality joins them once labels have matured.
-OPERATIONAL = ("error_rate", "p99_latency_ms", "score_psi", "estimated_pr_auc")
+# Judged before a promotion. Quality joins them once there is evidence enough: the estimate once
+# the calibrated probabilities add up to enough frauds, realized figures once labels matured.
+OPERATIONAL = ("error_rate", "p99_latency_ms", "score_psi")
+# Each model's estimated PR-AUC on live traffic over its own holdout's.
+ESTIMATE = "estimated_pr_auc_kept"
 
 
 @dataclass(frozen=True)
@@ -129,26 +132,47 @@ def _served(champion: Traffic, canary: Traffic, policy: ReleasePolicy) -> list[C
     if not enough:
         return [
             Comparison(metric, None, None, None, samples, "waiting")
-            for metric in ("p99_latency_ms", "score_psi", "estimated_pr_auc")
+            for metric in ("p99_latency_ms", "score_psi", ESTIMATE)
         ]
     p99 = [float(np.quantile(rows["latency_ms"].to_numpy(), 0.99)) for rows in served]
     latency_limit = max(p99[0] * policy.max_p99_latency_ratio, p99[0] + policy.latency_slack_ms)
-    variants = ((served[0]["score"], champion), (served[1]["score"], canary))
+    variants = [(served[0]["score"].to_numpy(), champion), (served[1]["score"].to_numpy(), canary)]
     # Each model's live scores against its own holdout's, as monitoring's prediction drift.
-    psi = [binned_psi(traffic.reference["scores"], scores) for scores, traffic in variants]
+    psi = [binned_psi(champion.reference["scores"], served[0]["score"]),
+           binned_psi(canary.reference["scores"], served[1]["score"])]  # fmt: skip
     psi_limit = psi[0] + policy.max_score_psi
-    estimates = [
-        estimated_pr_auc(
-            scores.to_numpy(), calibrate(scores.to_numpy(), t.reference["calibration"])
-        )
-        for scores, t in variants
-    ]
-    estimate_limit = estimates[0] * (1 - policy.max_estimated_pr_auc_drop)
     return [
         _compared("p99_latency_ms", p99, latency_limit, samples, higher_is_worse=True),
         _compared("score_psi", psi, psi_limit, samples, higher_is_worse=True),
-        _compared("estimated_pr_auc", estimates, estimate_limit, samples, higher_is_worse=False),
+        _estimate_kept(variants, policy),
     ]
+
+
+def _estimate_kept(variants: list[tuple[np.ndarray, Traffic]], policy: ReleasePolicy) -> Comparison:
+    """How much of its holdout's estimated PR-AUC each model keeps on its live traffic.
+
+    Each model's estimate is read against its own holdout's, as its scores are: after a concept
+    drift the champion's calibration is out of date and its estimate flatters it (0.10 against
+    the retrained canary's 0.057 in make demo's story, whose holdout said 0.086). The estimate
+    is judged once each variant's calibrated probabilities add up to ``min_labelled_frauds``
+    frauds, as many as the realized figures need: on the 345 canary payments of that story they
+    added up to 0.8, and resampling them put the canary anywhere from 39 % to 99 % of its
+    holdout's estimate.
+    """
+    probabilities = [calibrate(scores, t.reference["calibration"]) for scores, t in variants]
+    expected = [float(p.sum()) for p in probabilities]
+    samples = (
+        f"expected frauds: champion {expected[0]:.1f}, canary {expected[1]:.1f} "
+        f"(need {policy.min_labelled_frauds} each)"
+    )
+    if min(expected) < policy.min_labelled_frauds:
+        return Comparison(ESTIMATE, None, None, None, samples, "waiting")
+    kept = [
+        estimated_pr_auc(scores, p) / t.reference["holdout"]["estimated_pr_auc"]
+        for (scores, t), p in zip(variants, probabilities, strict=True)
+    ]
+    limit = kept[0] * (1 - policy.max_estimated_pr_auc_drop)
+    return _compared(ESTIMATE, kept, limit, samples, higher_is_worse=False)
 
 
 def _realized(

@@ -63,10 +63,12 @@ def canary_analysis(
     """
     canary, champion = model_registry.canary(), model_registry.champion()
     if canary is None or champion is None:
+        # Judged by the gate alone, against the champion the release recorded.
+        released_against = canary_release["champion"]
         if canary_release["mode"] == DIRECT_MODE:
-            release = (canary_release["version"], DIRECT_MODE)
+            release = (canary_release["version"], DIRECT_MODE, released_against)
             return _verdict(context, release, "promote", canary_release["reason"], [], {})
-        release = (canary_release["version"], CANARY_MODE)
+        release = (canary_release["version"], CANARY_MODE, released_against)
         return _verdict(context, release, "ended", f"no version is on {CANARY} now", [], {})
     version = str(canary.version)
     now = clock.now()
@@ -92,7 +94,7 @@ def canary_analysis(
     if verdict == "rollback":
         _roll_back(model_registry, alerter, version, str(champion.version), reason)
     figures = {"soak_hours": soak, "canary_predictions": served, "now": now.isoformat()}
-    release = (version, CANARY_MODE)
+    release = (version, CANARY_MODE, str(champion.version))
     return _verdict(context, release, verdict, reason, as_records(comparisons), figures)
 
 
@@ -139,17 +141,23 @@ def _roll_back(
 
 def _verdict(
     context: AssetExecutionContext,
-    release: tuple[str, str],
+    release: tuple[str, str, str | None],
     verdict: str,
     reason: str,
     comparisons: list[dict[str, Any]],
     figures: dict[str, Any],
 ) -> Output[dict[str, Any]]:
-    version, mode = release
+    """The record and metadata of a verdict on ``release``.
+
+    ``release`` is the version, its mode and the champion it is judged against (None: there
+    was none), which ``production_model`` holds the promotion to.
+    """
+    version, mode, champion = release
     context.log.info(f"v{version}: {verdict}: {reason}")
     record = {
         "version": version,
         "mode": mode,
+        "champion": champion,
         "verdict": verdict,
         "reason": reason,
         "comparisons": comparisons,
@@ -158,6 +166,7 @@ def _verdict(
     metadata: dict[str, Any] = {
         "candidate_version": MetadataValue.text(version),
         "mode": MetadataValue.text(mode),
+        "champion_version": MetadataValue.text(champion or "none"),
         "verdict": MetadataValue.text(verdict),
         "reason": MetadataValue.text(reason),
     }

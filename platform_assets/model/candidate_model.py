@@ -1,8 +1,9 @@
 """Training stage: a LightGBM candidate from the training set, tracked and registered in MLflow.
 
 The recipe (``recipe.py``) trains; the MLflow run (through dagster-mlflow, ``tracking.py``)
-records everything needed to rebuild the model, and the model is registered as a new version of
-the registered model. The asset's value is a reference to that version, which evaluation and
+records everything needed to rebuild the model, down to the lake's file of exactly the rows it
+was trained on and their window, and the model is registered as a new version of the registered
+model. The asset's value is a reference to that version, which evaluation and
 deployment receive as their input.
 """
 
@@ -20,9 +21,10 @@ from dagster import (
     ResourceParam,
     asset,
 )
+from pydantic import Field
 
 from platform_assets.common.catalog import TRAINING, catalog
-from platform_assets.common.datasets import content_hash
+from platform_assets.common.keys import TRAINING_SET
 from platform_assets.model.recipe import (
     Hyperparameters,
     fraud_scores,
@@ -32,14 +34,33 @@ from platform_assets.model.recipe import (
     train,
 )
 from platform_assets.model.suite import label_array
-from platform_assets.model.tracking import TrainingRun, log_candidate, source_provenance
-from platform_assets.monitoring.reference import reference_sample, training_reference
+from platform_assets.model.tracking import (
+    TrainingData,
+    TrainingRun,
+    log_candidate,
+    source_provenance,
+)
+from platform_assets.monitoring.reference import (
+    REFERENCE_ROWS,
+    reference_rows,
+    reference_sample,
+    training_reference,
+)
 from resources.feature_store import FeatureStoreResource
+from resources.lake import Lake
 from resources.model_registry import ModelRegistry
 
 
 class TrainingConfig(Config, Hyperparameters):
     """LightGBM hyperparameters and the time split, editable in the launchpad."""
+
+    monitoring_reference_rows: int = Field(
+        default=REFERENCE_ROWS,
+        ge=10_000,
+        description="Most training rows and holdout rows the monitoring reference is built from "
+        "(a seeded uniform sample; only the sampled holdout rows are scored for it). Deciles and "
+        "the calibration map need no more; the model is trained on every row either way.",
+    )
 
 
 @asset(
@@ -56,17 +77,24 @@ def candidate_model(
     training_set: pl.DataFrame,
     feature_store: FeatureStoreResource,
     model_registry: ModelRegistry,
+    lake: Lake,
     mlflow: ResourceParam[Any],
 ) -> Output[dict[str, Any]]:
     """A LightGBM fraud model trained on the training set, registered as a new MLflow version.
 
     Deterministic: the same training set and config give a byte-identical model. Its latest
-    rows are held out for ``evaluation_report``; the value is a reference to the version.
+    rows are held out for ``evaluation_report``; the value is a reference to the version. The
+    run logs the lake's file of exactly these rows (``training_set.path``) and their window.
     """
     # dagster-mlflow opened the MLflow run with the Dagster run; it must not stay RUNNING.
     try:
+        # The training set's kept version under its content hash: stored by training_set
+        # already, and here if it was built before training sets were kept.
+        version = lake.keep_by_content(training_set, TRAINING_SET)
+        path = lake.version_path(TRAINING_SET, None, version)
+        data = TrainingData.of(training_set, version, str(path))
         output = _train_and_register(
-            context, config, training_set, feature_store, model_registry, mlflow
+            context, config, training_set, data, feature_store, model_registry, mlflow
         )
     except BaseException:
         mlflow.end_run(status="FAILED")
@@ -79,6 +107,7 @@ def _train_and_register(
     context: AssetExecutionContext,
     config: TrainingConfig,
     training_set: pl.DataFrame,
+    data: TrainingData,
     feature_store: FeatureStoreResource,
     model_registry: ModelRegistry,
     mlflow: Any,
@@ -91,15 +120,20 @@ def _train_and_register(
     )
     started = time.perf_counter()
     trained = train(config, split, features)
-    unseen = holdout(training_set, split.holdout_start)
+    # The monitoring reference is built from (and scores) a seeded sample, not every row.
+    rows, seed = config.monitoring_reference_rows, config.seed
+    unseen = reference_rows(holdout(training_set, split.holdout_start), rows, seed)
+    sampled_train = reference_rows(split.train.select(features), rows, seed)
     run = TrainingRun(
         config=config,
+        data=data,
         split=split,
         features=features,
         trained=trained,
         training_seconds=time.perf_counter() - started,
         tags={
-            "flywheel.training_set_version": content_hash(training_set),
+            "flywheel.training_set_version": data.version,
+            "flywheel.training_set_path": data.path,
             "flywheel.feature_service": feature_store.feature_service,
             "flywheel.code_version": context.assets_def.code_versions_by_key[context.asset_key]
             or "",
@@ -108,7 +142,7 @@ def _train_and_register(
             **source_provenance(),
         },
         monitoring_reference=training_reference(
-            split.train, features, label_array(unseen), fraud_scores(trained.booster, unseen)
+            sampled_train, features, label_array(unseen), fraud_scores(trained.booster, unseen)
         ),
         reference_sample=reference_sample(split.train, features, config.seed),
     )
@@ -131,12 +165,23 @@ def _catalog_entry(
         "model_version": MetadataValue.url(model_registry.version_url(version)),
         "registered_model": MetadataValue.text(f"{model_registry.model_name} v{version}"),
         "training_set_version": MetadataValue.text(reference["training_set_version"]),
+        "training_set_path": MetadataValue.path(run.data.path),
+        "training_window": MetadataValue.text(
+            f"{run.data.first_day} .. {run.data.last_day} ({run.data.rows:,} rows)"
+        ),
         "best_iteration": MetadataValue.int(trained.best_iteration),
         "validation_log_loss": MetadataValue.float(round(trained.validation_log_loss, 6)),
         "positive_weight": MetadataValue.float(round(trained.positive_weight, 4)),
         "features": MetadataValue.int(len(run.features)),
         "train_rows": MetadataValue.int(run.split.train.height),
         "holdout_start": MetadataValue.text(run.split.holdout_start),
+        # The rows the monitoring reference was built from: a sample of at most the config's cap.
+        "monitoring_reference_train_rows": MetadataValue.int(
+            run.monitoring_reference["train_rows"]
+        ),
+        "monitoring_reference_holdout_rows": MetadataValue.int(
+            run.monitoring_reference["holdout"]["rows"]
+        ),
         "training_seconds": MetadataValue.float(round(run.training_seconds, 3)),
         "boosting_seconds": MetadataValue.float(round(trained.boosting_seconds, 3)),
         "model_sha256": MetadataValue.text(

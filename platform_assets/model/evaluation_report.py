@@ -345,6 +345,9 @@ def _filled_in(verdict: Verdict) -> str:
     asset="evaluation_report",
     name=GATE_CHECK,
     blocking=True,
+    # Requested with every new report, so canary_release (which waits for this check to pass)
+    # is never left waiting for a check that automation did not run.
+    automation_condition=AutomationCondition.eager(),
     description="Every critical rule holds for the candidate against the champion (or, for the "
     "first model, the baseline and the floors). Blocks production_model otherwise.",
 )

@@ -4,6 +4,11 @@ Promotion is moving MLflow's ``champion`` alias (and ending the canary release);
 replaces keeps the ``previous_champion`` alias, so a rollback is moving ``champion`` back to it
 (one call, or one click in MLflow's UI). ``canary_sensor`` requests it when ``canary_analysis``
 says promote: after the soak for a canary, at once for a direct release.
+
+A verdict holds against the champion it was reached against: the move is a compare-and-set on
+that champion (``ModelRegistry.promote``), refused if another version serves by now, and
+promotions run one at a time in the ``promotion`` concurrency pool (one slot, set in the
+instance's dagster.yaml: ``concurrency: pools: default_limit: 1``).
 """
 
 from typing import Any
@@ -22,11 +27,15 @@ from resources.model_registry import (
     ModelRegistry,
 )
 
+# Promotions read, then move, two aliases: one at a time, whichever run they are in.
+PROMOTION_POOL = "promotion"
+
 
 @asset(
     kinds={"mlflow"},
     code_version="1",
     io_manager_key="record_io_manager",
+    pool=PROMOTION_POOL,
     **catalog(DEPLOYMENT),
 )
 def production_model(
@@ -39,8 +48,9 @@ def production_model(
 ) -> Output[dict[str, Any]]:
     """The champion: the registered fraud model version that serves.
 
-    Refuses anything but the released version with a promote verdict, and a canary that is no
-    longer on its alias (rolled back since), so only a gated, soaked candidate is promoted.
+    Refuses anything but the released version with a promote verdict, a canary that is no
+    longer on its alias (rolled back since), and a verdict reached against a champion that no
+    longer serves, so only a gated, soaked candidate replaces the version it was judged against.
     """
     version = canary_analysis["version"]
     if canary_analysis["verdict"] != "promote":
@@ -54,7 +64,12 @@ def production_model(
             raise ValueError(f"v{version} is no longer on {CANARY}: it was rolled back or replaced")
     elif version != canary_release["version"]:
         raise ValueError(f"v{version} is not the released version v{canary_release['version']}")
-    previous = model_registry.promote(version)
+    judged_against = reference_champion(canary_release, canary_analysis)
+    serving = model_registry.champion()
+    if serving is not None and str(serving.version) == version:
+        raise ValueError(f"v{version} is already the {CHAMPION}: there is nothing to promote")
+    # Compare-and-set: refused, naming both versions, if the champion moved since the verdict.
+    previous = model_registry.promote(version, expected_champion=judged_against)
     model_registry.end_canary()
     promoted_at = clock.now().isoformat()
     model_registry.set_version_tags(
@@ -86,9 +101,32 @@ def production_model(
             "champion": MetadataValue.url(model_registry.version_url(version)),
             "champion_version": MetadataValue.text(version),
             "previous_champion": MetadataValue.text(previous or "none"),
+            "judged_against": MetadataValue.text(
+                f"v{judged_against}" if judged_against else "no champion (the first model)"
+            ),
             "rollback": MetadataValue.text(rollback),
             "release": MetadataValue.text(
                 f"{canary_analysis['mode']}: {canary_analysis['reason']}"
             ),
         },
     )
+
+
+def reference_champion(
+    canary_release: dict[str, Any], canary_analysis: dict[str, Any]
+) -> str | None:
+    """The champion the verdict was reached against (None: there was none).
+
+    The gate and the release judged against the champion ``canary_release`` recorded; a canary
+    was compared live with the one ``canary_analysis`` recorded (records from before it did are
+    read as the release's). Both must be the same version.
+    """
+    released = canary_release["champion"]
+    analysed = canary_analysis.get("champion", released)
+    if analysed != released:
+        raise ValueError(
+            f"v{canary_analysis['version']} was released against champion v{released} but "
+            f"analysed against v{analysed}: the champion moved during the release; release it "
+            "again against the champion now serving"
+        )
+    return released

@@ -1,8 +1,9 @@
 """What MLflow records of a candidate and its evaluation, free of Dagster.
 
 A training run records everything needed to rebuild the model: the hyperparameters, the
-training set's data version, the feature service, the asset's code version, the git commit and
-the lock file's hash; the model is logged with its signature and registered as a new version.
+training set's data version, the file that holds exactly its rows and their window (first and
+last day, row count), the feature service, the asset's code version, the git commit and the lock
+file's hash; the model is logged with its signature and registered as a new version.
 An evaluation adds its plots and report to the candidate's run and its verdict to the version.
 """
 
@@ -26,6 +27,7 @@ from platform_assets.model.recipe import (
 )
 from platform_assets.monitoring.reference import REFERENCE_FILE, REFERENCE_SAMPLE_FILE
 from resources.environments import PROJECT_ROOT
+from resources.feature_store import TIMESTAMP
 from resources.model_registry import OPERATING_PRECISION_TAG, THRESHOLD_TAG, ModelRegistry
 
 LOCK_FILE = "uv.lock"
@@ -55,10 +57,38 @@ def source_provenance(root: Path = PROJECT_ROOT) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class TrainingData:
+    """Exactly which rows a model is trained on: the kept version of the training set."""
+
+    version: str  # the training set's content hash, its data version
+    path: str  # the lake's file of that version, never overwritten
+    first_day: str  # the earliest and latest transaction day of its rows
+    last_day: str
+    rows: int
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, version: str, path: str) -> "TrainingData":
+        """The window of ``frame``'s rows (by ``event_timestamp``), stored as ``path``."""
+        days = frame[TIMESTAMP].dt.date()
+        first, last = days.min(), days.max()
+        return cls(version, path, str(first), str(last), frame.height)
+
+    def params(self) -> dict[str, str | int]:
+        """MLflow params: what to read to retrain the model from exactly its rows."""
+        return {
+            "training_set.path": self.path,
+            "training_set.first_day": self.first_day,
+            "training_set.last_day": self.last_day,
+            "training_set.rows": self.rows,
+        }
+
+
+@dataclass(frozen=True)
 class TrainingRun:
     """One training, as its MLflow run records it."""
 
     config: Hyperparameters
+    data: TrainingData
     split: TimeSplit
     features: list[str]
     trained: TrainedModel
@@ -90,6 +120,7 @@ def log_candidate(mlflow: Any, registry: ModelRegistry, run: TrainingRun, name: 
             "config": run.config.model_dump_json(),
             "features": ",".join(features),
             "holdout_start": split.holdout_start,
+            **run.data.params(),
         }
     )
     mlflow.log_metrics(
@@ -127,7 +158,8 @@ def log_candidate(mlflow: Any, registry: ModelRegistry, run: TrainingRun, name: 
         "features": features,
         "holdout_start": split.holdout_start,
         "train_fraud_rate": train_fraud_rate,
-        "training_set_version": run.tags["flywheel.training_set_version"],
+        "training_set_version": run.data.version,
+        "training_set_path": run.data.path,
     }
 
 

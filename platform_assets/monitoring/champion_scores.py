@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import polars as pl
-from dagster import AssetExecutionContext, AutomationCondition, MetadataValue, Output, asset
+from dagster import AssetExecutionContext, MetadataValue, Output, asset
 
 from platform_assets.common.catalog import MONITORING, catalog
 from platform_assets.common.keys import (
@@ -36,8 +36,8 @@ from resources.prediction_log import BATCH, PredictionLog
     code_version="1",
     io_manager_key="record_io_manager",
     deps=[VALIDATED_TRANSACTIONS, CUSTOMER_FEATURES, MERCHANT_FEATURES, FEATURE_STORE_REGISTRY],
-    # Each new day, as soon as its features are in; a day before the first champion is skipped.
-    automation_condition=AutomationCondition.eager(),
+    # ingestion_job scores each new day once its features are in; a day before the first
+    # champion is skipped.
     output_required=False,
     **catalog(MONITORING),
 )

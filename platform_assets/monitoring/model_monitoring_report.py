@@ -20,7 +20,6 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
-    AutomationCondition,
     MetadataValue,
     Output,
     asset,
@@ -68,7 +67,7 @@ _SEVERITY = {"warn": AssetCheckSeverity.WARN, "act": AssetCheckSeverity.ERROR}
     kinds={"evidently", "polars"},
     code_version="1",
     io_manager_key="record_io_manager",
-    automation_condition=AutomationCondition.eager(),
+    # ingestion_job reports on each new day after its scores.
     freshness_policy=DAILY_FRESHNESS,
     check_specs=[
         AssetCheckSpec(name, asset=MODEL_MONITORING_REPORT, partitions_def=daily_partitions)

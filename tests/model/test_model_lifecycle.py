@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from datetime import datetime
@@ -31,9 +32,11 @@ from dagster import (
 from support.harness import LocalPlatform, days
 from support.servers import free_port, wait_for
 
+from platform_assets.common.datasets import content_hash
 from platform_assets.features.labelling import LABEL
 from platform_assets.model.evaluation_report import GATE_CHECK
-from platform_assets.model.recipe import Hyperparameters, holdout
+from platform_assets.model.recipe import Hyperparameters, holdout, time_split, train
+from platform_assets.monitoring.reference import REFERENCE_FILE
 from resources.environments import PROJECT_ROOT
 from resources.model_registry import PREVIOUS_CHAMPION, ModelRegistry
 from sensors.deployment import canary_sensor
@@ -130,6 +133,10 @@ def materialized(result: ExecuteInProcessResult, asset: str) -> dict:
     return {key: value.value for key, value in event.metadata.items()}
 
 
+def built(result: ExecuteInProcessResult) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
 def gate_verdict(result: ExecuteInProcessResult) -> tuple[bool, dict]:
     (evaluation,) = [e for e in result.get_asset_check_evaluations() if e.check_name == GATE_CHECK]
     return evaluation.passed, {key: value.value for key, value in evaluation.metadata.items()}
@@ -219,6 +226,69 @@ def test_the_run_the_version_and_their_tags_are_in_mlflow(platform, registry):
     assert all(f"({metadata['mlflow_run']}/artifacts/{path})" in links for path in logged)
     folder = Path(result.output_for_node("evaluation_report")["artifacts"][0]).parent
     assert (folder / "classification_report.html").stat().st_size > 10_000
+
+
+def test_a_model_retrains_from_exactly_the_training_set_its_run_logged(platform, registry):
+    result = run_chain(platform, AssetSelection.assets("candidate_model"))
+    assert result.success
+    reference = result.output_for_node("candidate_model")
+    run = registry.client().get_run(reference["run_id"])
+    params, tags = run.data.params, run.data.tags
+    path = Path(params["training_set.path"])
+    assert registry.version(reference["version"]).tags["flywheel.training_set_path"] == str(path)
+    assert materialized(result, "candidate_model")["training_set_path"] == str(path)
+
+    # The current training set moves on (another window); the logged one stays as it was.
+    def build_training_set(days: int) -> None:
+        config = {"ops": {"training_set": {"config": {"days": days}}}}
+        assert platform.materialize(
+            AssetSelection.assets("training_set"), run_config=config
+        ).success
+
+    build_training_set(19)
+    try:
+        rows = pl.read_parquet(path)
+    finally:
+        build_training_set(20)  # the module's training set, for the tests after this one
+    assert content_hash(rows) == tags["flywheel.training_set_version"]
+    when = rows["event_timestamp"].dt.date()
+    assert params["training_set.first_day"] == when.min().isoformat()  # type: ignore[union-attr]
+    assert params["training_set.last_day"] == when.max().isoformat()  # type: ignore[union-attr]
+    assert params["training_set.rows"] == str(rows.height)
+
+    config = Hyperparameters.model_validate_json(params["config"])
+    features = params["features"].split(",")
+    split = time_split(rows, config.validation_fraction, config.holdout_fraction)
+    retrained = train(config, split, features).booster
+    original = registry.load_booster(reference["version"])
+    matrix = rows.select(features).cast(pl.Float64).to_numpy()
+    assert np.array_equal(retrained.predict(matrix), original.predict(matrix))
+
+
+def test_the_monitoring_reference_is_a_seeded_sample_capped_at_the_configured_rows(
+    platform, registry
+):
+    logged = []
+    for _ in range(2):
+        result = run_chain(
+            platform,
+            AssetSelection.assets("candidate_model"),
+            training={"monitoring_reference_rows": 10_000},
+        )
+        assert result.success
+        metadata = materialized(result, "candidate_model")
+        assert metadata["monitoring_reference_train_rows"] == 10_000 < metadata["train_rows"]
+        assert metadata["monitoring_reference_holdout_rows"] == 10_000
+        version = registry.version(result.output_for_node("candidate_model")["version"])
+        with tempfile.TemporaryDirectory() as folder:
+            logged.append(
+                json.loads(registry.run_artifact(version, REFERENCE_FILE, folder).read_text())
+            )
+        params = registry.client().get_run(version.run_id).data.params
+        # The holdout (its share of the training set) had more rows than the cap.
+        assert int(params["training_set.rows"]) * Hyperparameters().holdout_fraction > 10_000
+    assert logged[0]["holdout"]["rows"] == logged[0]["train_rows"] == 10_000
+    assert logged[0] == logged[1]  # the same sample for the same seed
 
 
 def test_the_first_model_must_beat_the_baseline_and_the_floors(platform, registry):
@@ -369,22 +439,29 @@ def test_a_new_training_set_retrains_evaluates_and_promotes_by_automation(platfo
         keys = {k for k in chain if result.get_num_requested(AssetKey(k))}
         return keys, result.cursor
 
-    def rebuild_training_set() -> None:
+    def rebuild_training_set_and_run_what_it_plans(cursor) -> tuple[ExecuteInProcessResult, object]:
+        """One tick plans the whole chain up to the canary; the gate's blocking check decides in
+        the run whether the release steps go ahead."""
         config = {"ops": {"training_set": {"config": {"days": 20}}}}
         result = platform.materialize(AssetSelection.assets("training_set"), run_config=config)
         assert result.success
+        requested, cursor = tick(cursor)
+        assert requested == {
+            "candidate_model",
+            "evaluation_report",
+            "canary_release",
+            "canary_analysis",
+        }
+        return run_chain(platform, AssetSelection.assets(*requested)), cursor
 
     requested, cursor = tick()
     assert requested == set()  # nothing new since the training set was built
 
-    rebuild_training_set()
+    result, cursor = rebuild_training_set_and_run_what_it_plans(cursor)
+    assert gate_verdict(result)[0]
+    assert {"canary_release", "canary_analysis"} <= built(result)
     requested, cursor = tick(cursor)
-    assert requested == {"candidate_model", "evaluation_report"}
-    assert run_chain(platform, AssetSelection.assets(*requested)).success
-    requested, cursor = tick(cursor)
-    assert requested == {"canary_release", "canary_analysis"}  # the gate passed
-    assert run_chain(platform, AssetSelection.assets(*requested)).success
-    assert tick(cursor)[0] == set()
+    assert requested == set()
     # The first model has no champion to be compared with: the analysis says promote, and
     # canary_sensor (not automation) carries it out.
     sensor_tick = canary_sensor.evaluate_tick(
@@ -400,12 +477,10 @@ def test_a_new_training_set_retrains_evaluates_and_promotes_by_automation(platfo
     assert champion(registry) == "1"
 
     # Retraining on the same rows gives the same model: the gate blocks it, nothing is promoted.
-    rebuild_training_set()
-    requested, cursor = tick(cursor)
-    assert requested == {"candidate_model", "evaluation_report"}
-    assert not gate_verdict(run_chain(platform, AssetSelection.assets(*requested)))[0]
-    requested, cursor = tick(cursor)
-    assert requested == set()
+    result, cursor = rebuild_training_set_and_run_what_it_plans(cursor)
+    assert not gate_verdict(result)[0]
+    assert not {"canary_release", "canary_analysis"} & built(result)
+    assert tick(cursor)[0] == set()
     assert champion(registry) == "1"
 
 

@@ -1,6 +1,7 @@
 """Unit tests of monitoring's pure logic and of the prediction log on a real SQLite file."""
 
 import datetime
+import threading
 
 import numpy as np
 import polars as pl
@@ -14,7 +15,7 @@ from platform_assets.monitoring.performance import (
     expected_label_share,
     realized_performance,
 )
-from platform_assets.monitoring.reference import calibrate, training_reference
+from platform_assets.monitoring.reference import calibrate, reference_rows, training_reference
 from platform_assets.monitoring.verdicts import judge
 from resources.monitoring_policy import MonitoringPolicy
 from resources.prediction_log import BATCH, LOG_COLUMNS, PredictionLog
@@ -48,6 +49,26 @@ def test_calibration_map_turns_overconfident_scores_into_fraud_rates():
     probabilities = calibrate(overconfident, reference["calibration"])
     assert abs(probabilities.mean() - labels.mean()) < 0.1 * labels.mean()
     assert overconfident.mean() > 3 * labels.mean()
+
+
+def test_the_reference_is_built_from_a_seeded_uniform_sample_capped_at_its_rows():
+    rng = np.random.default_rng(11)
+    holdout = pl.DataFrame({"row": np.arange(50_000), "is_fraud": rng.random(50_000) < 0.05})
+    sample = reference_rows(holdout, 10_000, seed=7)
+    assert sample.height == 10_000
+    assert sample["row"].n_unique() == 10_000  # without replacement
+    assert sample.equals(reference_rows(holdout, 10_000, seed=7))
+    assert not sample.equals(reference_rows(holdout, 10_000, seed=8))
+    # Uniform, not stratified: the fraud rate is the holdout's, as every consumer reads it.
+    assert sample["is_fraud"].mean() == pytest.approx(holdout["is_fraud"].mean(), abs=0.01)
+    assert reference_rows(holdout, 60_000, seed=7) is holdout  # fewer rows than the cap: all
+    scores = rng.random(sample.height)
+    reference = training_reference(
+        sample.rename({"row": "x"}), ["x"], sample["is_fraud"].cast(pl.Int8).to_numpy(), scores
+    )
+    assert reference["train_rows"] == reference["holdout"]["rows"] == 10_000
+    with pytest.raises(ValueError, match="at least one row"):
+        reference_rows(holdout, 0, seed=7)
 
 
 def test_realized_and_business_metrics_on_a_known_day():
@@ -144,6 +165,37 @@ def test_prediction_log_replaces_a_day_of_one_source_and_nothing_else(tmp_path):
     assert log.read("2026-03-01", sources=("online",)).height == 3
     with pytest.raises(ValueError, match="day 2026-03-02"):
         log.replace("2026-03-02", BATCH, log_rows("2026-03-01", 1))
+
+
+def test_prediction_log_writers_queue_for_the_lock_instead_of_failing(tmp_path):
+    """The prediction service appends while a scoring run replaces its day: each writer reads
+    the table's columns before writing, and SQLite refused such a writer when another had
+    written in between ("database is locked", seen in champion_scores)."""
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    PredictionLog(url=url).append(log_rows("2026-03-01", 1, "online", a=1.0))
+    failures: list[Exception] = []
+
+    def write(times: int, replace: bool) -> None:
+        log = PredictionLog(url=url)  # a connection of its own, as in another process
+        for _ in range(times):
+            try:
+                if replace:
+                    log.replace("2026-03-02", BATCH, log_rows("2026-03-02", 500, a=1.0))
+                else:
+                    log.append(log_rows("2026-03-01", 20, "online", a=1.0))
+            except Exception as error:  # noqa: BLE001 (every failure is the finding)
+                failures.append(error)
+
+    writers = [threading.Thread(target=write, args=(60, i == 0)) for i in range(3)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join()
+
+    assert failures == []
+    log = PredictionLog(url=url)
+    assert log.read("2026-03-01", sources=("online",)).height == 1 + 2 * 60 * 20
+    assert log.read("2026-03-02").height == 500
 
 
 def test_the_drift_report_draws_the_model_features(tmp_path):

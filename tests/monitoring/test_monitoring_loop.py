@@ -11,7 +11,7 @@ import json
 
 import pytest
 from dagster import AssetSelection, instance_for_test
-from support.harness import LocalPlatform, days
+from support.harness import TO_A_CHAMPION, LocalPlatform, days
 from support.loop import LoopDriver
 
 from platform_assets.common.keys import MODEL_MONITORING_REPORT
@@ -36,14 +36,7 @@ SCENARIOS = [
 POLICY = MonitoringPolicy(drift_report_rows=0, min_days_after_change=8)
 # Days from the drift's first day to the tick that sees it act (labels take up to 3 days).
 DETECTION_BOUND = 6
-FIRST_CHAMPION = AssetSelection.assets(
-    "training_set",
-    "candidate_model",
-    "evaluation_report",
-    "canary_release",
-    "canary_analysis",
-    "production_model",
-)
+FIRST_CHAMPION = AssetSelection.assets(*TO_A_CHAMPION)
 
 
 def verdict_timeline(driver: LoopDriver) -> list[dict]:

@@ -26,10 +26,12 @@ from dagster import (
     build_sensor_context,
     validate_run_config,
 )
+from support.harness import days
+from support.servers import free_port
 
-from platform_assets.common.keys import MODEL_MONITORING_REPORT, TRAINING_SET
+from platform_assets.common.keys import FRAUD_LABELS, MODEL_MONITORING_REPORT, TRAINING_SET
 from platform_assets.definitions import build_definitions
-from resources.alerting import LocalAlerter
+from resources.alerting import Alerter, LocalAlerter, WebhookAlerter
 from resources.clock import Clock
 from resources.label_policy import LabelPolicy
 from resources.model_registry import ModelRegistry
@@ -50,6 +52,14 @@ LABELS = LabelPolicy(maturity_days=3)
 NEWEST_MATURED = "2026-03-02"  # T0 less the 3-day maturity and the day itself
 COOLDOWN = datetime.timedelta(hours=POLICY.retraining_cooldown_hours)
 NO_NEW_REPORT = "No new model_monitoring_report since the last tick."
+# The label feed's days ingested before each test: every report day the tests' ticks need.
+LABELS_INGESTED = 90
+
+
+def ingest_labels(instance: DagsterInstance, report_days: list[str]) -> None:
+    """Mark days of the label feed ingested (the status the sensor reads)."""
+    for day in report_days:
+        instance.report_runless_asset_event(AssetMaterialization(FRAUD_LABELS, partition=day))
 
 
 def verdict(
@@ -114,7 +124,11 @@ class Rig:
         return latest.storage_id
 
     def tick(
-        self, at: datetime.datetime, cursor: str | None, policy: MonitoringPolicy = POLICY
+        self,
+        at: datetime.datetime,
+        cursor: str | None,
+        policy: MonitoringPolicy = POLICY,
+        alerter: Alerter | None = None,
     ) -> Tick:
         """One evaluation at ``at``, from a context built afresh (as the daemon builds each)."""
         context = build_sensor_context(
@@ -125,7 +139,7 @@ class Rig:
                 "model_registry": self.registry,
                 "monitoring_policy": policy,
                 "label_policy": LABELS,
-                "alerter": self.alerter,
+                "alerter": alerter or self.alerter,
             },
             definitions=self.defs,
         )
@@ -169,6 +183,7 @@ def rig(
     registry.promote("1")
     champion = registry.champion()
     assert champion is not None and str(champion.version) == "1"
+    ingest_labels(instance, days("2026-01-01", LABELS_INGESTED))
     yield Rig(instance, registry, LocalAlerter(alerts_file=str(tmp_path / "alerts.jsonl")), defs)
 
 
@@ -255,6 +270,56 @@ def test_act_verdict_on_the_champion_requests_one_training_set(rig: Rig):
     assert alert["title"] == f"retraining requested: estimated_performance on {DAY}"
     assert "champion v1" in alert["message"]
     assert alert["details"] == {"check": "estimated_performance", "partition": DAY}
+
+
+def test_a_webhook_outage_does_not_stop_the_retraining_request(rig: Rig):
+    rig.report(verdict("estimated_performance", "act", 0.1, 0.21, "estimated_pr_auc"))
+    down = WebhookAlerter(webhook_url=f"http://127.0.0.1:{free_port()}/hook", timeout_seconds=1)
+
+    result = rig.tick(T0, None, alerter=down)
+
+    assert [r.asset_selection for r in result.requests] == [[TRAINING_SET]]
+
+
+def test_no_second_retraining_while_the_first_is_still_queued(rig: Rig):
+    """Past the cooldown, a new act verdict waits for the last retraining's run to finish."""
+    rig.report(drift_act())
+    requested = rig.tick(T0, None)
+    (first,) = requested.requests
+    job = rig.defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_selection=set(first.asset_selection or [])
+    )
+    queued = rig.instance.create_run_for_job(job, run_config=first.run_config, tags=first.tags)
+    rig.report(drift_act(), day="2026-03-09")
+
+    waiting = rig.tick(T0 + COOLDOWN + HOUR, requested.cursor)
+
+    assert waiting.requests == []
+    assert f"the last retraining's run {queued.run_id[:8]} is still not_started" in (
+        waiting.skip_message or ""
+    )
+
+
+def test_a_due_retraining_waits_until_its_labels_are_ingested(rig: Rig):
+    """The clock says the labels are due; the request waits for the feed's days to be in."""
+    last_ingested = days("2026-01-01", LABELS_INGESTED)[-1]
+    late = datetime.datetime.combine(
+        datetime.date.fromisoformat(last_ingested) + datetime.timedelta(days=3),
+        datetime.time(6),
+        tzinfo=datetime.UTC,
+    )
+    rig.report(verdict("estimated_performance", "act", 0.1, 0.21, "estimated_pr_auc"))
+
+    waiting = rig.tick(late, None)
+    ingest_labels(rig.instance, days(last_ingested, 3)[1:])
+    (request,) = rig.tick(late + HOUR, waiting.cursor).requests
+
+    assert waiting.requests == []
+    assert "waits for the labels reported on 2026-04-01, 2026-04-02 to be ingested" in (
+        waiting.skip_message or ""
+    )
+    config = request.run_config["ops"]["training_set"]["config"]
+    assert config["last_day"] == "2026-03-30"
 
 
 def test_act_verdict_on_a_replaced_champion_is_stale(rig: Rig):
