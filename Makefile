@@ -68,11 +68,14 @@ $(UV):
 	$(TOOLS)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 # The Dagster instance of `make dev` and `make demo`: SQLite storage inside the project, no
-# telemetry, the freshness daemon on so raw_transactions' freshness policy is evaluated, two runs
-# at a time (two cores: a backfill of many days queues instead of starting every run at once),
-# dequeued every second, and sensors evaluated side by side so that a slow one delays no other.
+# telemetry, no welcome dialog, the freshness daemon on so raw_transactions' freshness policy is
+# evaluated, two runs at a time (two cores: a backfill of many days queues instead of starting
+# every run at once), dequeued every second, one slot per concurrency pool (promotions run one at
+# a time), and sensors evaluated side by side so that a slow one delays no other.
 define DAGSTER_YAML
 telemetry:
+  enabled: false
+nux:
   enabled: false
 freshness:
   enabled: true
@@ -80,8 +83,12 @@ run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
   config:
-    max_concurrent_runs: 2
     dequeue_interval_seconds: 1
+concurrency:
+  runs:
+    max_concurrent_runs: 2
+  pools:
+    default_limit: 1
 sensors:
   use_threads: true
   num_workers: 4

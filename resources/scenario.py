@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from resources.clock import Clock
 from resources.label_policy import LabelPolicy
 from resources.monitoring_policy import MonitoringPolicy
+from resources.quality_policy import QualityPolicy
 from resources.release_policy import ReleasePolicy
 from resources.sources.incidents import DRIFT_KINDS, INCIDENT_KINDS
 from resources.sources.systems import ScenarioConfig, SimulatedSource
@@ -67,6 +68,7 @@ class Scenario(BaseModel):
     )
     release: dict[str, Any] = Field(default_factory=dict, description="ReleasePolicy fields.")
     monitoring: dict[str, Any] = Field(default_factory=dict, description="MonitoringPolicy fields.")
+    quality: dict[str, Any] = Field(default_factory=dict, description="QualityPolicy fields.")
     events: list[Event] = Field(default_factory=list)
 
     def clock(self, started_file: Path) -> Clock:
@@ -99,10 +101,17 @@ class Scenario(BaseModel):
         return {
             "clock": self.clock(data_dir / STARTED_FILE),
             "source": self.source(),
+            **self.policies(),
+        }
+
+    def policies(self) -> dict[str, Any]:
+        """The policies the scenario tunes; a field a policy refuses raises its ValueError."""
+        return {
             # Labels are trusted once the simulator's last chargeback for a day has arrived.
             "label_policy": LabelPolicy(maturity_days=self.label_delay_days),
             "release_policy": ReleasePolicy(**self.release),
             "monitoring_policy": MonitoringPolicy(**self.monitoring),
+            "quality_policy": QualityPolicy(**self.quality),
         }
 
 
@@ -114,7 +123,9 @@ def load_scenario(path: str | Path) -> Scenario:
     except FileNotFoundError:
         raise FileNotFoundError(f"{SCENARIO_VARIABLE}: no scenario file at {path}") from None
     try:
-        return Scenario.model_validate(raw or {})
+        scenario = Scenario.model_validate(raw or {})
+        scenario.policies()  # refused here, before make demo starts anything, not in every run
+        return scenario
     except ValueError as error:
         raise ValueError(f"scenario {path}: {error}") from None
 

@@ -14,9 +14,8 @@ import sys
 import threading
 from pathlib import Path
 
-from dagster import build_resources as initialize
-
-from resources.environments import build_resources, local_data_dir
+from resources.environments import local_data_dir
+from resources.model_registry import ModelRegistry
 from resources.scenario import SCENARIO_VARIABLE, STARTED_FILE, load_scenario, start_clock
 
 log = logging.getLogger("serving.demo")
@@ -46,16 +45,14 @@ def play(scenario_path: Path, serving_port: int) -> tuple[str, ...] | None:
     )
 
 
-def start_clock_with_first_champion(stop: threading.Event) -> None:
+def start_clock_with_first_champion(registry: ModelRegistry, stop: threading.Event) -> None:
     """Start the story's clock once the registry names a champion (or return on ``stop``)."""
     data_dir = local_data_dir()
     if (data_dir / STARTED_FILE).exists():
         return
-    registry = build_resources("local")["model_registry"]
-    with initialize({"model_registry": registry}) as resources:
-        while not stop.wait(CHAMPION_POLL_SECONDS):
-            champion = resources.model_registry.champion()
-            if champion is not None:
-                start_clock(data_dir, datetime.datetime.now(datetime.UTC))
-                log.info("version %s is champion: the story's clock starts", champion.version)
-                return
+    while not stop.wait(CHAMPION_POLL_SECONDS):
+        champion = registry.champion()
+        if champion is not None:
+            start_clock(data_dir, datetime.datetime.now(datetime.UTC))
+            log.info("version %s is champion: the story's clock starts", champion.version)
+            return

@@ -42,7 +42,9 @@ from types import FrameType
 
 import psutil
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import build_resources as initialize
 
+from resources.environments import build_resources
 from serving import demo
 
 log = logging.getLogger("serving.dev")
@@ -217,13 +219,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo.log.setLevel(logging.INFO)
         if traffic := demo.play(args.scenario, args.serving_port):
             commands.append(Command("traffic", traffic))
-        starter = threading.Thread(
-            target=demo.start_clock_with_first_champion, args=(story_ended,), daemon=True
-        )
-        starter.start()
-    # Opened before Dagster starts: a first open creates or migrates the storage (about 2 s),
-    # which a stop should not wait for.
-    with DagsterInstance.get() as instance:
+    # Both stores are opened before anything else starts: a first open creates or migrates them
+    # (about 2 s each), which a stop should not wait for, and processes that open an empty
+    # MLflow store at once race to create its tables (the loser exits, and make dev with it).
+    with (
+        DagsterInstance.get() as instance,
+        initialize({"model_registry": build_resources("local")["model_registry"]}) as stores,
+    ):
+        stores.model_registry.ensure_experiment()
+        if args.scenario:
+            threading.Thread(
+                target=demo.start_clock_with_first_champion,
+                args=(stores.model_registry, story_ended),
+                daemon=True,
+            ).start()
         status = Supervisor(commands).run()
         story_ended.set()
         canceled = cancel_runs_in_flight(instance)

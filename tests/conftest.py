@@ -5,6 +5,8 @@ pyproject.toml), so a module's fixtures are built once. Files are handed out in 
 the longest ones go first, so neither worker is left with one at the end while the other idles.
 """
 
+import os
+import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -13,13 +15,23 @@ from dagster import DagsterInstance, instance_for_test
 from support.harness import LocalPlatform
 
 TESTS = Path(__file__).parent
+# Temporary files in memory when the machine has a tmpfs: every Dagster event, MLflow run and
+# prediction is a SQLite commit, and on a disk each waits for its fsync (a third of the model
+# tests' time on CI's machine). Set before pytest picks its base folder, and inherited by the
+# `make dev` subprocesses the end-to-end tests start.
+SHARED_MEMORY = Path("/dev/shm")
+if "TMPDIR" not in os.environ and os.access(SHARED_MEMORY, os.W_OK):
+    (SHARED_MEMORY / "flywheel-tests").mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(SHARED_MEMORY / "flywheel-tests")
+    tempfile.tempdir = None  # computed again from TMPDIR
 # The files that take minutes, with their seconds on one of two xdist workers on two cores;
 # every other file takes under a minute and keeps its place after them.
 LONGEST_FILES = {
+    "test_demo.py": 1200,  # `make demo` in a browser: a first champion, then a dozen days
     "monitoring/test_monitoring_loop.py": 560,  # one test: 76 simulated days
     "model/test_model_lifecycle.py": 400,  # a dozen trainings on 24 days of 10,000 payments
     "serving/test_online_serving.py": 180,  # module fixture: 14 days, two trainings
-    "test_dagster_dev.py": 150,  # `make dev` in a subprocess
+    "test_dagster_dev.py": 200,  # `make dev` in a subprocess, three times
     "ingestion/test_ingestion_assets.py": 30,
     "features/test_feature_assets.py": 30,
 }

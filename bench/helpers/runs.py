@@ -8,7 +8,10 @@ Read from the run records and each run's event log (epoch seconds, the machine's
 * ``ended``: ``RUN_SUCCESS`` (or failure or cancel);
 * ``steps``: each step's own compute, ``STEP_START`` to ``STEP_SUCCESS`` (or failure): loading
   its inputs, the asset's code, its checks and writing its outputs;
-* ``outputs``: the asset materializations and asset check evaluations the run recorded.
+* ``outputs``: the asset materializations and asset check evaluations the run recorded;
+* ``materialized_at``: when the run recorded each asset's (last) materialization, so a run
+  that other runs follow mid-way (automation reacts to an asset, not to the run's end) can be
+  placed against them.
 
 The orchestration overhead of a run is its wall time minus the steps' compute: starting a
 process for the run and loading the code location, initializing resources, the event log
@@ -43,6 +46,7 @@ class RunFacts:
     ended: float | None = None
     steps: dict[str, float] = field(default_factory=dict)
     materialized: list[str] = field(default_factory=list)
+    materialized_at: dict[str, float] = field(default_factory=dict)
     checks: list[str] = field(default_factory=list)
     error: str = ""
 
@@ -60,6 +64,16 @@ class RunFacts:
     def succeeded(self) -> bool:
         """Whether the run succeeded."""
         return self.status == DagsterRunStatus.SUCCESS.value
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run failed or was canceled (its record says so, not just its events).
+
+        The record is read before the event log, so a run read as it ends can carry its end
+        event with the record's earlier status (``STARTED``): ended, but neither succeeded
+        nor failed until read again.
+        """
+        return self.status in (DagsterRunStatus.FAILURE.value, DagsterRunStatus.CANCELED.value)
 
     @property
     def compute(self) -> float:
@@ -149,10 +163,12 @@ class RunReader:
                     error = getattr(event.event_specific_data, "error", None)
                     facts.error = _innermost(error)
             elif kind == DagsterEventType.ASSET_MATERIALIZATION and event is not None:
-                facts.materialized.append(event.asset_key.to_user_string())  # type: ignore[union-attr]
+                key = event.asset_key.to_user_string()  # type: ignore[union-attr]
+                facts.materialized.append(key)
+                facts.materialized_at[key] = entry.timestamp
             elif kind == DagsterEventType.ASSET_CHECK_EVALUATION and event is not None:
-                key = event.event_specific_data.asset_check_key  # type: ignore[union-attr]
-                facts.checks.append(f"{key.asset_key.to_user_string()}:{key.name}")
+                check = event.event_specific_data.asset_check_key  # type: ignore[union-attr]
+                facts.checks.append(f"{check.asset_key.to_user_string()}:{check.name}")
         return facts
 
 

@@ -3,8 +3,10 @@
 ``python -m serving.dev`` (what ``make dev`` and ``make demo`` run, here with the project's
 interpreter instead of ``uv run --no-sync python``) from the project folder, with its own
 ``DAGSTER_HOME`` holding the Makefile's ``dagster.yaml`` (read from the Makefile, so the bench
-follows it), its own ``FLYWHEEL_DATA_DIR`` and free ports. On leaving, the supervisor is asked to
-stop as a Ctrl-C asks it, and whatever it started that is still alive is killed.
+follows it), its own empty ``FLYWHEEL_DATA_DIR`` (the supervisor creates its MLflow store before
+its children open it, so that creation is part of the first champion's time) and free ports.
+On leaving, the supervisor is asked to stop as a Ctrl-C asks it, and whatever it started that is
+still alive is killed.
 """
 
 import contextlib
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import psutil
 
-from resources.environments import DATA_DIR_VARIABLE, build_resources
+from resources.environments import DATA_DIR_VARIABLE
 from resources.scenario import SCENARIO_VARIABLE, STARTED_FILE
 
 EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -55,22 +57,6 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def create_model_store(data_dir: Path) -> float:
-    """Create the MLflow store of ``data_dir`` (schema migrations); the seconds it took.
-
-    On an empty folder the supervisor's champion poller, the prediction service and the
-    bootstrap sensor each create this SQLite store at once, and a loser of that race exits
-    (``table _alembic_tmp_experiments already exists``), which stops make dev. Created
-    beforehand, the store exists and nobody races.
-    """
-    import mlflow  # noqa: F401 (imported before the timing: every process has it loaded)
-
-    registry = build_resources("local", data_dir)["model_registry"]
-    started = time.perf_counter()
-    registry.client().search_experiments()
-    return time.perf_counter() - started
-
-
 @dataclass
 class Platform:
     """A running supervisor: where its instance and lake are, its ports, when it started."""
@@ -82,7 +68,6 @@ class Platform:
     started: float  # epoch seconds, just before the supervisor's process was created
     log: Path
     scenario: Path | None
-    store_seconds: float | None = None
     ui_up_at: float | None = field(default=None)
 
     @property
@@ -122,15 +107,12 @@ class Platform:
 
 
 @contextlib.contextmanager
-def supervised(
-    root: Path, project: Path, scenario: Path | None = None, create_store: bool = True
-) -> Iterator[Platform]:
+def supervised(root: Path, project: Path, scenario: Path | None = None) -> Iterator[Platform]:
     """The supervisor of make dev (make demo with ``scenario``) on an empty instance in ``root``."""
     home, data = root / "dagster_home", root / "data"
     home.mkdir(parents=True)
     data.mkdir()
     (home / "dagster.yaml").write_text(makefile_dagster_yaml(project / "Makefile"))
-    store_seconds = create_model_store(data) if create_store else None
     dagster_port, serving_port = free_port(), free_port()
     argv = [sys.executable, "-m", "serving.dev", "--dagster-port", str(dagster_port)]
     argv += ["--serving-port", str(serving_port)]
@@ -145,9 +127,7 @@ def supervised(
             argv, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
-    platform = Platform(
-        root, process, dagster_port, serving_port, started, log, scenario, store_seconds
-    )
+    platform = Platform(root, process, dagster_port, serving_port, started, log, scenario)
     try:
         yield platform
     finally:

@@ -3,19 +3,52 @@
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 
-def median_seconds(run: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    """Median wall time of ``repeats`` calls, with the last call's result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+@dataclass
+class Timed:
+    """Every timed call of one side: its wall time and its result."""
+
+    seconds: list[float]
+    results: list[Any]
+
+    @property
+    def median(self) -> float:
+        """The median wall time, in seconds."""
+        return statistics.median(self.seconds)
+
+    @property
+    def result(self) -> Any:
+        """The last timed call's result."""
+        return self.results[-1]
+
+
+def same_treatment(
+    sides: dict[str, Callable[[], Any]], repeats: int, warmups: int = 1
+) -> dict[str, Timed]:
+    """Time every side the same way: ``warmups`` untimed calls each, then ``repeats`` timed ones.
+
+    The repeats are interleaved (one call of each side per round, the order rotating every
+    round), so a neighbour's load on the machine falls on every side alike. Compare the sides
+    by their ``median``.
+    """
+    names = list(sides)
+    for _ in range(warmups):
+        for name in names:
+            sides[name]()
+    out = {name: Timed([], []) for name in names}
+    for round_ in range(repeats):
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = time.perf_counter()
+            result = sides[name]()
+            out[name].seconds.append(time.perf_counter() - start)
+            out[name].results.append(result)
+    return out
 
 
 def timed(call: Callable[[int], Any], count: int) -> list[float]:

@@ -25,14 +25,19 @@ class DevServer:
     """A running make target: its ports and URLs, its log, and a GraphQL client for Dagster."""
 
     def __init__(
-        self, process: subprocess.Popen, port: int, serving_port: int, root: Path, log: Path
+        self,
+        process: subprocess.Popen,
+        ports: tuple[int, int],
+        root: Path,
+        state: Path,
+        log: Path,
     ):
         self.process, self.root, self.log = process, root, log
-        self.port, self.serving_port = port, serving_port
-        self.url = f"http://127.0.0.1:{port}"
-        self.serving_url = f"http://127.0.0.1:{serving_port}"
-        # The instance and the lake `make dev` uses (`make demo` keeps its own under DEMO_DIR).
-        self.home, self.data_dir = root / "dagster_home", root / "data"
+        self.port, self.serving_port = ports
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.serving_url = f"http://127.0.0.1:{self.serving_port}"
+        # The instance and the lake the target uses.
+        self.home, self.data_dir = state / "dagster_home", state / "data"
 
     def graphql(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         request = urllib.request.Request(
@@ -88,6 +93,8 @@ def running_make(tmp_path: Path, target: str = "dev", *make_args: str) -> Iterat
     """
     port, serving_port = free_port(), free_port()
     log = tmp_path / f"make-{target}.log"
+    # make demo keeps its instance and lake under DEMO_DIR, which it replaces as it starts.
+    state = tmp_path / "demo" if target == "demo" else tmp_path
     env = {**os.environ, DATA_DIR_VARIABLE: str(tmp_path / "data")}
     with log.open("w") as out:
         process = subprocess.Popen(
@@ -100,6 +107,7 @@ def running_make(tmp_path: Path, target: str = "dev", *make_args: str) -> Iterat
                 # On make's command line: the Makefile's own assignment would win over the
                 # environment.
                 f"DAGSTER_HOME={tmp_path / 'dagster_home'}",
+                f"DEMO_DIR={tmp_path / 'demo'}",
                 *make_args,
             ],
             cwd=PROJECT_ROOT,
@@ -108,7 +116,7 @@ def running_make(tmp_path: Path, target: str = "dev", *make_args: str) -> Iterat
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal gives it
         )
-    server = DevServer(process, port, serving_port, tmp_path, log)
+    server = DevServer(process, (port, serving_port), tmp_path, state, log)
     try:
         yield server
     finally:  # make may be gone while its children (in groups of their own) are not

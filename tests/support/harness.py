@@ -22,6 +22,16 @@ from resources.quality_policy import QualityPolicy
 from resources.release_policy import ReleasePolicy
 from resources.sources.systems import ScenarioConfig, SimulatedSource
 
+# The assets that take a training set to a champion, in the order they materialize.
+TO_A_CHAMPION = (
+    "training_set",
+    "candidate_model",
+    "evaluation_report",
+    "canary_release",
+    "canary_analysis",
+    "production_model",
+)
+
 
 class LocalPlatform:
     """The code location's assets and checks on a temporary instance and data folder."""
