@@ -91,8 +91,11 @@ class Supervisor:
 
     def __init__(self, commands: Sequence[Command], grace_seconds: float = GRACE_SECONDS):
         self.commands, self.grace_seconds = list(commands), grace_seconds
-        self._stop_requested = threading.Event()
-        self._signal_name = ""
+        # Set by the signal handler, which takes no lock: a handler runs in the main thread
+        # between any two bytecodes, also inside an Event's or a logger's locked section (and a
+        # SIGTERM to make's group arrives twice, once forwarded by uv), so a lock taken there
+        # can deadlock the thread that holds it.
+        self._signal_name: str | None = None
         self._children: dict[str, tuple[subprocess.Popen, psutil.Process]] = {}
         self._seen: dict[tuple[int, float], psutil.Process] = {}
 
@@ -110,7 +113,6 @@ class Supervisor:
 
     def _request_stop(self, signum: int, _frame: FrameType | None) -> None:
         self._signal_name = signal.Signals(signum).name
-        self._stop_requested.set()
 
     def _start(self, command: Command) -> None:
         # A group of its own: a terminal's Ctrl-C reaches make, uv and this process only.
@@ -120,7 +122,8 @@ class Supervisor:
 
     def _watch(self) -> str | None:
         """Record processes until asked to stop; the name of a command that exited, if one did."""
-        while not self._stop_requested.wait(WATCH_SECONDS):
+        while self._signal_name is None:
+            time.sleep(WATCH_SECONDS)  # resumed after a signal's handler: a stop waits ≤ this
             self._record()
             for name, (child, process) in self._children.items():
                 if not _running(process):  # a zombie until _stop_all: its group id stays ours

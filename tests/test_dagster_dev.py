@@ -89,7 +89,7 @@ def test_a_stop_ends_every_process_within_seconds_and_leaves_no_run_started(
     while (left := _still_running(dev_server, recorded)) and time.monotonic() - began < 15:
         time.sleep(0.1)
     stopped_after = time.monotonic() - began
-    assert not left, [p.cmdline() for p in left]
+    assert not left, f"{[p.cmdline() for p in left]}\n{_tail(dev_server.log)}"
     assert stopped_after < STOP_SECONDS, f"the last process ended {stopped_after:.1f} s after"
     assert dev_server.process.wait(timeout=5) == make_status
 
@@ -142,6 +142,11 @@ def _first_started_ingestion_run(server: DevServer, seconds: float) -> str:
             return started[0]["runId"]
         time.sleep(0.2)
     pytest.fail(f"no ingestion run STARTED within {seconds} s")
+
+
+def _tail(log: Path, lines: int = 40) -> str:
+    """The end of make's log: what the supervisor said while it stopped."""
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def _still_running(server: DevServer, recorded: list[psutil.Process]) -> list[psutil.Process]:
