@@ -39,7 +39,7 @@ from resources.environments import build_resources, current_environment
 from resources.feature_store import FEATURE_REPO
 from sensors.automation import automation_sensor
 from sensors.bootstrap import bootstrap_sensor
-from sensors.deployment import canary_sensor
+from sensors.deployment import canary_sensor, promotion_sensor
 from sensors.ingestion import ingestion_sensor, raw_transactions_freshness_sensor
 from sensors.llm import prompt_change_sensor, rag_index_freshness_sensor
 from sensors.monitoring import monitoring_freshness_sensor, retraining_sensor
@@ -94,6 +94,7 @@ def build_definitions(
             retraining_sensor,
             monitoring_freshness_sensor,
             canary_sensor,
+            promotion_sensor,
             automation_sensor,
         ],
         resources=resources

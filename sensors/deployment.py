@@ -1,9 +1,11 @@
-"""Automation for releases: analyse a live canary on a short interval, promote on its verdict.
+"""Automation for releases: analyse a live canary on an interval, promote on its verdict.
 
-``canary_sensor`` requests ``canary_analysis`` every interval while MLflow's ``canary`` alias
-names a version, so a rollback comes within one interval of the evidence crossing its limit
-(the analysis rolls back itself). When an analysis says promote, the sensor requests
-``production_model``, once per verdict.
+``canary_sensor`` requests ``canary_analysis`` every ``ANALYSIS_INTERVAL_SECONDS`` while MLflow's
+``canary`` alias names a version, so a rollback comes within one interval of the evidence
+crossing its limit (the analysis rolls back itself). ``promotion_sensor`` requests
+``production_model`` once per promote verdict, within seconds of it: it only reads the instance
+(and the registry when there is a verdict), so it ticks far more often than an analysis costs a
+run, and a first model or a canary past its soak is not left waiting for the next analysis.
 """
 
 import json
@@ -23,18 +25,39 @@ from resources.model_registry import PROMOTED_AT_TAG, ModelRegistry
 
 # How often a live canary is analysed; ReleasePolicy's limits decide what the analysis does.
 ANALYSIS_INTERVAL_SECONDS = 60
+# How soon a promote verdict is carried out.
+PROMOTION_INTERVAL_SECONDS = 10
 
 
 @sensor(
-    asset_selection=[CANARY_ANALYSIS, PRODUCTION_MODEL],
+    asset_selection=[CANARY_ANALYSIS],
     minimum_interval_seconds=ANALYSIS_INTERVAL_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description="While a version is on the 'canary' alias, runs canary_analysis every "
-    f"{ANALYSIS_INTERVAL_SECONDS} s (which rolls back a bad canary itself); requests "
-    "production_model when an analysis says promote.",
+    f"{ANALYSIS_INTERVAL_SECONDS} s, which rolls back a bad canary itself.",
 )
-def canary_sensor(context: SensorEvaluationContext, model_registry: ModelRegistry) -> SensorResult:
-    """Promote on a new promote verdict; otherwise analyse the canary if one is live."""
+def canary_sensor(model_registry: ModelRegistry) -> SensorResult:
+    """Analyse the canary if one is live."""
+    canary = model_registry.canary()
+    if canary is None:
+        return SensorResult(skip_reason=SkipReason("No version is on 'canary'."))
+    request = RunRequest(
+        asset_selection=[CANARY_ANALYSIS], tags={"canary_version": str(canary.version)}
+    )
+    return SensorResult(run_requests=[request])
+
+
+@sensor(
+    asset_selection=[PRODUCTION_MODEL],
+    minimum_interval_seconds=PROMOTION_INTERVAL_SECONDS,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Requests production_model once for each canary_analysis that says promote "
+    "while its version is still being released.",
+)
+def promotion_sensor(
+    context: SensorEvaluationContext, model_registry: ModelRegistry
+) -> SensorResult:
+    """Promote on the newest promote verdict since the last tick that still stands."""
     after = json.loads(context.cursor)["after"] if context.cursor else None
     records = context.instance.fetch_materializations(
         AssetRecordsFilter(asset_key=CANARY_ANALYSIS, after_storage_id=after),
@@ -54,13 +77,7 @@ def canary_sensor(context: SensorEvaluationContext, model_registry: ModelRegistr
                 tags={"canary_verdict": "promote", "version": version},
             )
             return SensorResult(run_requests=[request], cursor=cursor)
-    canary = model_registry.canary()
-    if canary is None:
-        return SensorResult(cursor=cursor, skip_reason=SkipReason("No version is on 'canary'."))
-    request = RunRequest(
-        asset_selection=[CANARY_ANALYSIS], tags={"canary_version": str(canary.version)}
-    )
-    return SensorResult(run_requests=[request], cursor=cursor)
+    return SensorResult(cursor=cursor, skip_reason=SkipReason("No new promote verdict."))
 
 
 def _still_releasing(registry: ModelRegistry, version: str, mode: str) -> bool:

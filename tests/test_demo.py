@@ -274,6 +274,7 @@ def _the_platform_builds_itself(server: DevServer) -> None:
         "retraining_sensor": "RUNNING",
         "monitoring_freshness_sensor": "RUNNING",
         "canary_sensor": "RUNNING",
+        "promotion_sensor": "RUNNING",
         "automation_sensor": "RUNNING",
     }
     assert not repository["schedules"]  # ingestion_sensor follows the platform's clock instead

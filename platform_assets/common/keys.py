@@ -29,7 +29,7 @@ ESTIMATED_PERFORMANCE = "estimated_performance"
 REALIZED_PERFORMANCE = "realized_performance"
 CHAMPION_AGE = "champion_age"
 
-# How canary_release released a version, as it records and canary_sensor reads: on the canary
+# How canary_release released a version, as it records and promotion_sensor reads: on the canary
 # alias, or straight to champion (the first model, or a canary share of 0).
 CANARY_MODE = "canary"
 DIRECT_MODE = "direct"

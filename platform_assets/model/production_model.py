@@ -2,7 +2,7 @@
 
 Promotion is moving MLflow's ``champion`` alias (and ending the canary release); the version it
 replaces keeps the ``previous_champion`` alias, so a rollback is moving ``champion`` back to it
-(one call, or one click in MLflow's UI). ``canary_sensor`` requests it when ``canary_analysis``
+(one call, or one click in MLflow's UI). ``promotion_sensor`` requests it when ``canary_analysis``
 says promote: after the soak for a canary, at once for a direct release.
 
 A verdict holds against the champion it was reached against: the move is a compare-and-set on

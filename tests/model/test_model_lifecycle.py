@@ -39,7 +39,7 @@ from platform_assets.model.recipe import Hyperparameters, holdout, time_split, t
 from platform_assets.monitoring.reference import REFERENCE_FILE
 from resources.environments import PROJECT_ROOT
 from resources.model_registry import PREVIOUS_CHAMPION, ModelRegistry
-from sensors.deployment import canary_sensor
+from sensors.deployment import promotion_sensor
 
 pytestmark = pytest.mark.asset_graph
 
@@ -463,8 +463,8 @@ def test_a_new_training_set_retrains_evaluates_and_promotes_by_automation(platfo
     requested, cursor = tick(cursor)
     assert requested == set()
     # The first model has no champion to be compared with: the analysis says promote, and
-    # canary_sensor (not automation) carries it out.
-    sensor_tick = canary_sensor.evaluate_tick(
+    # promotion_sensor (not automation) carries it out.
+    sensor_tick = promotion_sensor.evaluate_tick(
         build_sensor_context(
             instance=platform.instance,
             definitions=platform.defs,

@@ -35,7 +35,7 @@ from resources.clock import Clock
 from resources.model_registry import CANARY, CHAMPION, THRESHOLD_TAG
 from resources.prediction_log import ONLINE
 from resources.release_policy import ReleasePolicy
-from sensors.deployment import canary_sensor
+from sensors.deployment import canary_sensor, promotion_sensor
 from serving.model.app import ADMIN_TOKEN_VARIABLE, MAX_BATCH, build_service
 from serving.model.deployment import DeploymentWatcher, LoadedModel
 from serving.model.replayer import payloads, simulated_payments
@@ -311,21 +311,25 @@ def test_a_version_that_cannot_load_leaves_the_last_good_one_serving(
 
 
 def tick(platform: LocalPlatform, now: datetime.datetime, cursor: str | None) -> tuple[list, str]:
-    """One canary_sensor tick at ``now``, its runs executed; the assets it ran and the cursor."""
+    """The deployment sensors' ticks at ``now`` (promotion first, as its interval is the
+    shorter), their runs executed; the assets they ran and promotion_sensor's cursor."""
     platform.clock = Clock(frozen_at=now.isoformat())
-    context = build_sensor_context(
-        instance=platform.instance,
-        cursor=cursor,
-        definitions=platform.definitions(),
-        resources={"model_registry": platform.registry},
-    )
-    result = canary_sensor.evaluate_tick(context)
     ran = []
-    for request in result.run_requests or []:
-        keys = [key.to_user_string() for key in request.asset_selection or []]
-        assert platform.materialize(AssetSelection.assets(*keys)).success
-        ran += keys
-    return ran, result.cursor or ""
+    for sensor in (promotion_sensor, canary_sensor):
+        context = build_sensor_context(
+            instance=platform.instance,
+            cursor=cursor if sensor is promotion_sensor else None,
+            definitions=platform.definitions(),
+            resources={"model_registry": platform.registry},
+        )
+        result = sensor.evaluate_tick(context)
+        if sensor is promotion_sensor:
+            cursor = result.cursor
+        for request in result.run_requests or []:
+            keys = [key.to_user_string() for key in request.asset_selection or []]
+            assert platform.materialize(AssetSelection.assets(*keys)).success
+            ran += keys
+    return ran, cursor or ""
 
 
 def analysis(platform: LocalPlatform) -> dict:

@@ -21,7 +21,7 @@ from dagster import (
 
 from resources.clock import Clock
 from resources.sources.systems import ScenarioConfig
-from sensors.deployment import canary_sensor
+from sensors.deployment import canary_sensor, promotion_sensor
 from sensors.ingestion import ingestion_sensor
 from sensors.monitoring import monitoring_freshness_sensor, retraining_sensor
 from support.harness import LocalPlatform
@@ -42,7 +42,12 @@ class LoopDriver:
     sensor_cursors: dict[str, str | None] = field(default_factory=dict)
     # (simulated day, what happened, details), in order.
     events: list[tuple[str, str, dict]] = field(default_factory=list)
-    sensors: tuple = (retraining_sensor, canary_sensor, monitoring_freshness_sensor)
+    sensors: tuple = (
+        retraining_sensor,
+        promotion_sensor,
+        canary_sensor,
+        monitoring_freshness_sensor,
+    )
     today: str = ""
 
     def definitions(self, now: datetime.datetime) -> Definitions:
