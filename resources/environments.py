@@ -1,12 +1,14 @@
 """The resources of each environment, built on demand: nothing is read or created at import.
 
-``local`` is the embedded default: the simulator as source, the lake, alerts file and MLflow
+``local`` is the embedded default: the declared dataset's source (``$FLYWHEEL_DATASET``, by
+default the simulator; ``resources/sources/dataset.py``), the lake, alerts file and MLflow
 store (SQLite and an artifact folder) under the project's ``.flywheel/`` folder, no external
 service; with ``FLYWHEEL_SCENARIO`` (``make demo``) its clock, simulated world and policies are
 the scenario's (``resources/scenario.py``). ``prod`` takes the same code to real
 systems through environment variables (``dagster.EnvVar``, resolved when a run starts):
 
-- ``FLYWHEEL_SOURCE_URL``: SQLAlchemy URL of the source database;
+- ``FLYWHEEL_SOURCE_URL``: SQLAlchemy URL of the source database (its columns and labels are
+  read as the dataset declaration says);
 - ``FLYWHEEL_LAKE_ROOT``: the lake directory (a mounted volume);
 - ``FLYWHEEL_ALERT_WEBHOOK_URL``: Slack-compatible webhook for alerts;
 - ``FLYWHEEL_FEAST_REGISTRY_URL``, ``FLYWHEEL_REDIS_CONNECTION``: Feast's SQL registry and
@@ -33,7 +35,8 @@ from resources.prediction_log import PredictionLog
 from resources.quality_policy import QualityPolicy
 from resources.release_policy import ReleasePolicy
 from resources.scenario import playing_scenario
-from resources.sources.systems import SimulatedSource, SqlSource
+from resources.sources.dataset import declared_dataset
+from resources.sources.systems import SqlSource, declared_source
 
 ENVIRONMENTS = ("local", "prod")
 ENV_VARIABLE = "FLYWHEEL_ENV"
@@ -55,11 +58,17 @@ def local_data_dir(data_dir: str | Path | None = None) -> Path:
 
 
 def _policies() -> dict[str, Any]:
-    """The clock and the policies, the same in every environment (tuned in the launchpad)."""
+    """The clock and the policies, the same in every environment (tuned in the launchpad).
+
+    When labels can be trusted is the declared dataset's.
+    """
+    labels = declared_dataset().labels
     return {
         "clock": Clock(),
         "quality_policy": QualityPolicy(),
-        "label_policy": LabelPolicy(),
+        "label_policy": LabelPolicy(
+            maturity_days=labels.maturity_days, label_delay_days=labels.delay_days
+        ),
         "monitoring_policy": MonitoringPolicy(),
         "release_policy": ReleasePolicy(),
     }
@@ -80,7 +89,7 @@ def build_resources(
         root = local_data_dir(data_dir)
         lake = Lake(root=str(root / "lake"))
         return {
-            "source": SimulatedSource(),
+            "source": declared_source(declared_dataset().source),
             "lake": lake,
             "io_manager": LakeIOManager(lake=lake),
             "record_io_manager": RecordIOManager(lake=lake),

@@ -5,6 +5,7 @@ from pydantic import Field
 
 DEFAULT_MATURITY_DAYS = 30
 DEFAULT_RISK_WINDOW_DAYS = 60
+DEFAULT_LABEL_DELAY_DAYS = 7
 
 
 class LabelPolicy(ConfigurableResource):
@@ -19,6 +20,13 @@ class LabelPolicy(ConfigurableResource):
         default=DEFAULT_MATURITY_DAYS,
         ge=1,
         description="Days after a transaction by which its chargeback, if any, has arrived.",
+    )
+    label_delay_days: int = Field(
+        default=DEFAULT_LABEL_DELAY_DAYS,
+        ge=0,
+        description="Days after a transaction by which its label is usually known. The merchant "
+        "fraud rates over 1, 7 and 30 days count the frauds known this long after the "
+        "payments: a compromised terminal shows within a week rather than after maturity_days.",
     )
     merchant_risk_window_days: int = Field(
         default=DEFAULT_RISK_WINDOW_DAYS,

@@ -4,8 +4,10 @@ import datetime
 
 from dagster import DailyPartitionsDefinition
 
-# The simulated business starts trading on this day; backfills can reach back to it.
-FIRST_BUSINESS_DAY = "2026-01-01"
+from resources.sources.dataset import declared_dataset
+
+# The declared dataset's first day of data; backfills can reach back to it.
+FIRST_BUSINESS_DAY = declared_dataset().first_business_day.isoformat()
 
 # One partition per UTC business day. The newest partition is yesterday: a day is only
 # complete once it has ended.

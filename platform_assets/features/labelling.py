@@ -36,6 +36,13 @@ def matured_days(
 def labelled_transactions(transactions: pl.LazyFrame, chargebacks: pl.LazyFrame) -> pl.DataFrame:
     """Entity rows for Feast: keys, request fields, the as-of instant and the label."""
     charged = chargebacks.select("transaction_id").unique()
+    # Optional roles the data does not have stay null: is_foreign is then null, and evaluation
+    # has no slice by them.
+    present = transactions.collect_schema()
+    optional = {
+        name: pl.col(name) if name in present else pl.lit(None, dtype=pl.String)
+        for name in ("country", "channel")
+    }
     return (
         transactions.join(charged.with_columns(charged=True), on="transaction_id", how="left")
         .select(
@@ -43,9 +50,8 @@ def labelled_transactions(transactions: pl.LazyFrame, chargebacks: pl.LazyFrame)
             "customer_id",
             "merchant_id",
             "amount",
-            "country",
-            # Not a model input: evaluation reports the model per channel.
-            "channel",
+            # country feeds is_foreign; channel is not a model input: evaluation slices by it.
+            **optional,
             transaction_epoch_s=pl.col("event_timestamp").dt.epoch("s"),
             event_timestamp=pl.col("event_timestamp") - JUST_BEFORE,
             **{LABEL: pl.col("charged").fill_null(False)},

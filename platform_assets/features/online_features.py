@@ -307,11 +307,12 @@ def _skew_sample(lake: Lake, as_of: datetime.datetime) -> pl.DataFrame | None:
     if not stored:
         return None
     transactions = lake.read_dataset(key, stored[0])
+    country = "country" if "country" in transactions.columns else pl.lit(None, dtype=pl.String)
     return transactions.sample(min(SKEW_SAMPLE_SIZE, transactions.height), seed=0).select(
         "customer_id",
         "merchant_id",
         "amount",
-        "country",
+        country=country,
         transaction_epoch_s=pl.lit(int(as_of.timestamp()), dtype=pl.Int64),
         event_timestamp=pl.lit(as_of, dtype=pl.Datetime("us", "UTC")),
     )

@@ -2,9 +2,11 @@
 
 The pandera schemas of the two feeds, the row split that quarantines what breaks them and the
 readable summary of the failures. Kept free of Dagster so the same rules run in the asset
-checks, tests and ``bench/ingestion.py``, and so a rule is defined once. The vocabularies and
-bounds come from the source's own schema (``resources/sources/schema.py``). Everything is polars
-and vectorised: a day of ten million rows is judged in a few seconds.
+checks, tests and ``bench/ingestion.py``, and so a rule is defined once. The columns, id and
+amount rules and vocabularies come from the dataset declaration (``resources/sources/dataset.py``):
+an optional column the data does not have is not in the contract, and one it has without a
+declared vocabulary is only held to its type and to having no nulls. Everything is polars and
+vectorised: a day of ten million rows is judged in a few seconds.
 """
 
 import datetime
@@ -14,15 +16,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.engines import polars_engine
 
-from resources.sources.schema import (
-    CHANNELS,
-    CHARGEBACK_REASONS,
-    COUNTRIES,
-    CURRENCIES,
-    MAX_AMOUNT,
-    MERCHANT_CATEGORIES,
-    MIN_AMOUNT,
-)
+from resources.sources.dataset import Dataset, declared_dataset
 
 # The rule name a quarantined row carries when it repeats an earlier transaction id.
 FIRST_OCCURRENCE_RULE = "repeats an earlier transaction_id"
@@ -43,32 +37,45 @@ def _within_day(day: datetime.date) -> pa.Check:
 _UTC_TIMESTAMP = polars_engine.DateTime(time_zone="UTC", time_unit="us")
 
 
-def transaction_schema(day: datetime.date | None = None) -> pa.DataFrameSchema:
+def transaction_schema(
+    day: datetime.date | None = None, dataset: Dataset | None = None
+) -> pa.DataFrameSchema:
     """The data contract of the transactions feed, optionally bound to one business day.
 
     Args:
         day: When given, every ``event_timestamp`` must fall on this UTC day.
+        dataset: The declaration the contract is derived from (default: the declared one).
 
     Returns:
         A strict pandera (polars) schema: exact columns and types, no nulls, ranges and
         allowed values, and each ``transaction_id`` at most once.
     """
+    dataset = dataset or declared_dataset()
+    rules = dataset.rules
+    optional = {
+        role: pa.Column(
+            pl.String,
+            checks=[pa.Check.isin(dataset.vocabularies[role])]
+            if role in dataset.vocabularies
+            else [],
+        )
+        for role in dataset.optional_roles
+    }
     return pa.DataFrameSchema(
         {
             "transaction_id": pa.Column(
                 pl.Int64,
                 checks=[
-                    pa.Check.ge(1),
+                    pa.Check.ge(rules.min_id),
                     pa.Check(_first_occurrence, name="unique", error=FIRST_OCCURRENCE_RULE),
                 ],
             ),
-            "customer_id": pa.Column(pl.Int64, checks=pa.Check.ge(1)),
-            "merchant_id": pa.Column(pl.Int64, checks=pa.Check.ge(1)),
-            "amount": pa.Column(pl.Float64, checks=pa.Check.in_range(MIN_AMOUNT, MAX_AMOUNT)),
-            "currency": pa.Column(pl.String, checks=pa.Check.isin(CURRENCIES)),
-            "merchant_category": pa.Column(pl.String, checks=pa.Check.isin(MERCHANT_CATEGORIES)),
-            "channel": pa.Column(pl.String, checks=pa.Check.isin(CHANNELS)),
-            "country": pa.Column(pl.String, checks=pa.Check.isin(COUNTRIES)),
+            "customer_id": pa.Column(pl.Int64, checks=pa.Check.ge(rules.min_id)),
+            "merchant_id": pa.Column(pl.Int64, checks=pa.Check.ge(rules.min_id)),
+            "amount": pa.Column(
+                pl.Float64, checks=pa.Check.in_range(rules.min_amount, rules.max_amount)
+            ),
+            **optional,
             "event_timestamp": pa.Column(_UTC_TIMESTAMP, checks=[_within_day(day)] if day else []),
         },
         name="transactions",
@@ -81,19 +88,23 @@ def _reported_after_transaction(data: pa.PolarsData) -> pl.LazyFrame:
     return data.lazyframe.select(pl.col("reported_at") >= pl.col("transaction_timestamp"))
 
 
-def chargeback_schema(day: datetime.date | None = None) -> pa.DataFrameSchema:
+def chargeback_schema(
+    day: datetime.date | None = None, dataset: Dataset | None = None
+) -> pa.DataFrameSchema:
     """The data contract of the chargebacks (fraud labels) feed, optionally bound to a report day.
 
     A label must name a transaction once, come after it, and give a known reason; a label that
     does not is unusable for training.
     """
+    dataset = dataset or declared_dataset()
+    min_id = dataset.rules.min_id
     return pa.DataFrameSchema(
         {
-            "transaction_id": pa.Column(pl.Int64, checks=pa.Check.ge(1), unique=True),
-            "customer_id": pa.Column(pl.Int64, checks=pa.Check.ge(1)),
+            "transaction_id": pa.Column(pl.Int64, checks=pa.Check.ge(min_id), unique=True),
+            "customer_id": pa.Column(pl.Int64, checks=pa.Check.ge(min_id)),
             "transaction_timestamp": pa.Column(_UTC_TIMESTAMP),
             "reported_at": pa.Column(_UTC_TIMESTAMP, checks=[_within_day(day)] if day else []),
-            "reason": pa.Column(pl.String, checks=pa.Check.isin(CHARGEBACK_REASONS)),
+            "reason": pa.Column(pl.String, checks=pa.Check.isin(dataset.label_reasons)),
         },
         checks=[pa.Check(_reported_after_transaction, name="reported_after_transaction")],
         name="chargebacks",

@@ -82,13 +82,20 @@ def score_metrics(labels: np.ndarray, scores: np.ndarray, operating_precision: f
 
 
 def slice_masks(rows: pl.DataFrame) -> dict[str, np.ndarray]:
-    """Boolean row masks per slice: channel, country, amount band, new vs returning customer."""
+    """Boolean row masks per slice: channel, country, amount band, new vs returning customer.
+
+    No slice by a channel or country the data does not have (all null).
+    """
     band = pl.col("amount").bin_intervals(list(AMOUNT_BANDS), labels=list(AMOUNT_BAND_NAMES))
     # No payment in the 30 days before this one: the customer is new to the model.
     new = pl.col("txn_count_30d").fill_null(0) == 0
+    roles = [
+        (name + ":" + pl.col(name)).alias(name)
+        for name in ("channel", "country")
+        if name in rows.columns and rows[name].null_count() < rows.height
+    ]
     columns = rows.select(
-        channel="channel:" + pl.col("channel"),
-        country="country:" + pl.col("country"),
+        *roles,
         amount="amount:" + band.cast(pl.String),
         customer="customer:" + pl.when(new).then(pl.lit("new")).otherwise(pl.lit("returning")),
     )

@@ -15,8 +15,6 @@ from typing import Literal
 import polars as pl
 
 Feed = Literal["transactions", "chargebacks"]
-# The column that places a row on a business day, per feed.
-DAY_COLUMN: dict[str, str] = {"transactions": "event_timestamp", "chargebacks": "reported_at"}
 
 TRANSACTION_COLUMNS: tuple[str, ...] = (
     "transaction_id",

@@ -2,8 +2,10 @@
 
 Every source answers the same two questions for a business day - its transactions, and the
 chargebacks reported that day - and says clearly when a day is not there yet. The data is
-returned exactly as the source delivers it: judging it is the ingestion checks' job, so a
-source never fixes, drops or coerces a bad value.
+returned exactly as the source delivers it, under the contract's column names from the dataset
+declaration (``dataset.py``): judging it is the ingestion checks' job, so a source never fixes,
+drops or coerces a bad value. When the declaration puts the label on the payment's row, the
+chargebacks of a day are the frauds among the payments of ``labels.delay_days`` before it.
 """
 
 import datetime
@@ -16,8 +18,9 @@ import sqlalchemy as sa
 from dagster import Config, ConfigurableResource
 from pydantic import Field, PrivateAttr, ValidationInfo, field_validator
 
+from resources.sources.dataset import Dataset, SourceDeclaration, declared_dataset
 from resources.sources.incidents import Scenario
-from resources.sources.schema import DAY_COLUMN, Feed
+from resources.sources.schema import CHARGEBACK_SCHEMA, Feed
 from resources.sources.simulator import CardPaymentsSimulator
 
 
@@ -71,12 +74,56 @@ class Delivery:
         self.available_at = available_at
 
 
+def _stamped(
+    frame: pl.DataFrame, column: str | None
+) -> tuple[pl.DataFrame, datetime.datetime | None]:
+    """The rows without their per-row delivery stamp, and the latest stamp (None without one)."""
+    if column is None:
+        return frame, None
+    latest = frame.get_column(column).max()
+    return frame.drop(column), latest if isinstance(latest, datetime.datetime) else None
+
+
 class SourceSystem(ConfigurableResource):
-    """Interface of a source system: one day of one feed at a time."""
+    """Interface of a source system: one day of one feed at a time, read as declared."""
+
+    def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
+        """The rows of ``feed`` for business ``day`` as known at ``as_of``, named as declared.
+
+        Raises:
+            PartitionNotReady: the source has not delivered the day by ``as_of``.
+        """
+        dataset = declared_dataset()
+        if feed == "chargebacks" and dataset.labels.column:
+            return self._labels_on_rows(dataset, day, as_of)
+        delivery = self.read(feed, day, as_of, dataset.day_column(feed))
+        rename = dataset.transactions if feed == "transactions" else dataset.chargebacks
+        return Delivery(rename(delivery.frame), delivery.available_at)
+
+    def _labels_on_rows(
+        self, dataset: Dataset, day: datetime.date, as_of: datetime.datetime
+    ) -> Delivery:
+        """The frauds among the payments of ``labels.delay_days`` before ``day``."""
+        if as_of < _day_bounds(day)[1]:
+            raise PartitionNotReady(f"the labels reported on {day} are known once the day ends")
+        delay = datetime.timedelta(days=dataset.labels.delay_days)
+        paid_on = day - delay
+        if paid_on < dataset.first_business_day:
+            return Delivery(pl.DataFrame(schema=CHARGEBACK_SCHEMA), None)
+        try:
+            delivery = self.read("transactions", paid_on, as_of, dataset.day_column("transactions"))
+        except PartitionNotReady as error:
+            raise PartitionNotReady(
+                f"the labels reported on {day} are on the payments of {paid_on}: {error}"
+            ) from error
+        available_at = delivery.available_at and delivery.available_at + delay
+        return Delivery(dataset.labels_on_rows(delivery.frame), available_at)
 
     @abstractmethod
-    def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
-        """The rows of ``feed`` for business ``day`` as known at ``as_of``.
+    def read(
+        self, feed: Feed, day: datetime.date, as_of: datetime.datetime, day_column: str
+    ) -> Delivery:
+        """The source's own rows of ``feed`` whose ``day_column`` falls on ``day``.
 
         Raises:
             PartitionNotReady: the source has not delivered the day by ``as_of``.
@@ -143,7 +190,9 @@ class SimulatedSource(SourceSystem):
             )
         return self._simulator
 
-    def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
+    def read(
+        self, feed: Feed, day: datetime.date, as_of: datetime.datetime, day_column: str
+    ) -> Delivery:
         """Generate the day; refuse it before the simulated source would have delivered it."""
         if feed == "transactions":
             simulated = self.simulator.day(day)
@@ -167,18 +216,31 @@ class SimulatedSource(SourceSystem):
 class FileSource(SourceSystem):
     """A directory of parquet or CSV files per feed: ``<directory>/<feed>/...``.
 
-    Either one file per day (``transactions/2026-03-02.parquet``) or any files with a timestamp
-    column (``event_timestamp`` for transactions, ``reported_at`` for chargebacks) that places
-    each row on its day. A day counts as delivered once its file exists (or, without per-day
-    files, once any row of that day does). CSV timestamps without a zone are read as UTC.
+    Either one file per day (``transactions/2026-03-02.parquet``) or any files with the declared
+    timestamp column (``columns.event_timestamp`` for transactions, ``reported_at`` for
+    chargebacks) that places each row on its day. A day counts as delivered once its file exists
+    (or, without per-day files, once any row of that day does). CSV timestamps without a zone
+    are read as UTC.
+
+    When a day was delivered is read from the data, never from a file's modification time
+    (copying history would make it arrive years late): ``loaded_at_column`` is a column the
+    loader stamps on each row; only rows stamped by ``as_of`` are returned, the latest stamp is
+    the delivery time, and the column itself is left out of the frame. Without it the delivery
+    time is unknown.
 
     Attributes:
         directory: Folder holding one sub-folder per feed.
         file_format: ``parquet`` or ``csv``.
+        loaded_at_column: Per-row delivery-time column, or None.
     """
 
-    directory: str
+    directory: str = Field(description="Folder holding one sub-folder per feed.")
     file_format: Literal["parquet", "csv"] = "parquet"
+    loaded_at_column: str | None = Field(
+        default=None,
+        description="Column stamped with each row's delivery time; the latest stamp of a day "
+        "is its delivery time.",
+    )
 
     def _scan(self, paths: list[Path]) -> pl.LazyFrame:
         """The files as one lazy frame, timestamps in UTC, so a day's filter reads only its rows."""
@@ -188,34 +250,39 @@ class FileSource(SourceSystem):
             frames = [_as_utc(pl.scan_csv(p, try_parse_dates=True)) for p in paths]
         return pl.concat(frames, how="vertical_relaxed")
 
-    def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
+    def read(
+        self, feed: Feed, day: datetime.date, as_of: datetime.datetime, day_column: str
+    ) -> Delivery:
         """Read the day's file, or filter every file of the feed by its timestamp column."""
         folder = Path(self.directory, feed)
         day_file = folder / f"{day.isoformat()}.{self.file_format}"
-        if day_file.exists():
-            delivered = datetime.datetime.fromtimestamp(day_file.stat().st_mtime, datetime.UTC)
-            return Delivery(self._scan([day_file]).collect(), delivered)
-        files = sorted(folder.glob(f"*.{self.file_format}"))
-        if not files or any(_is_day_file(f) for f in files):
+        files = [day_file] if day_file.exists() else sorted(folder.glob(f"*.{self.file_format}"))
+        if not day_file.exists() and (not files or any(_is_day_file(f) for f in files)):
             # Per-day layout: the day's file is the delivery, so its absence means not yet.
             raise PartitionNotReady(f"no {feed} file for {day} under {folder}")
-        start, end = _day_bounds(day)
-        column = DAY_COLUMN[feed]
         frame = self._scan(files)
-        if column not in frame.collect_schema():
-            raise ValueError(
-                f"{feed} files under {folder} have no per-day files and no '{column}' column "
-                "to place rows on days"
-            )
-        rows = frame.filter((pl.col(column) >= start) & (pl.col(column) < end)).collect()
+        schema = frame.collect_schema()
+        if not day_file.exists():
+            if day_column not in schema:
+                raise ValueError(
+                    f"{feed} files under {folder} have no per-day files and no '{day_column}' "
+                    "column to place rows on days"
+                )
+            start, end = _day_bounds(day)
+            frame = frame.filter((pl.col(day_column) >= start) & (pl.col(day_column) < end))
+        if self.loaded_at_column:
+            if self.loaded_at_column not in schema:
+                raise ValueError(
+                    f"{feed} files under {folder} have no '{self.loaded_at_column}' column "
+                    "(source.loaded_at_column)"
+                )
+            frame = frame.filter(pl.col(self.loaded_at_column) <= as_of)
+        rows, delivered = _stamped(frame.collect(), self.loaded_at_column)
         if rows.is_empty():
             raise PartitionNotReady(
-                f"no {feed} rows for {day} in {len(files)} files under {folder}"
+                f"no {feed} rows for {day} in {len(files)} files under {folder} by {as_of}"
             )
-        return Delivery(
-            rows,
-            max(datetime.datetime.fromtimestamp(f.stat().st_mtime, datetime.UTC) for f in files),
-        )
+        return Delivery(rows, delivered)
 
     def describe(self) -> str:
         """Name the folder the rows came from."""
@@ -310,13 +377,15 @@ class SqlSource(SourceSystem):
             )
         return value
 
-    def fetch(self, feed: Feed, day: datetime.date, as_of: datetime.datetime) -> Delivery:
+    def read(
+        self, feed: Feed, day: datetime.date, as_of: datetime.datetime, day_column: str
+    ) -> Delivery:
         """Select the rows whose timestamp falls on ``day``, with the source's delivery time."""
         if not isinstance(day, datetime.date):
             raise TypeError(f"day must be a datetime.date, got {type(day).__name__}")
         name = self.transactions_table if feed == "transactions" else self.chargebacks_table
         table = self._table(name)
-        column = self._column(table, DAY_COLUMN[feed], "to place rows on days")
+        column = self._column(table, day_column, "to place rows on days")
         available_at = self._completed_at(feed, day, as_of) if self.completeness_table else None
         start, end = _day_bounds(day)
         if not getattr(column.type, "timezone", False):
@@ -334,15 +403,32 @@ class SqlSource(SourceSystem):
             frame = pl.read_database(query, connection, infer_schema_length=None)
         if frame.is_empty():
             raise PartitionNotReady(f"no {feed} rows for {day} in table {name} by {as_of}")
-        frame = _as_utc(frame)
-        if loaded is not None:
-            stamps = frame.get_column(loaded.name)
-            watermark = stamps.max()
-            if isinstance(watermark, datetime.datetime):
-                available_at = max(available_at or watermark, watermark)
-            frame = frame.drop(loaded.name)
+        frame, watermark = _stamped(_as_utc(frame), self.loaded_at_column)
+        if watermark is not None:
+            available_at = max(available_at or watermark, watermark)
         return Delivery(frame, available_at)
 
     def describe(self) -> str:
         """Name the database without its credentials."""
         return f"sql({sa.make_url(self.url).render_as_string(hide_password=True)})"
+
+
+def declared_source(declaration: SourceDeclaration) -> SourceSystem:
+    """The source resource a dataset declaration names, with its options."""
+    if declaration.kind == "simulator":
+        return SimulatedSource(seed=declaration.seed, rows_per_day=declaration.rows_per_day)
+    if declaration.kind == "files":
+        assert declaration.directory is not None  # the declaration checked it
+        return FileSource(
+            directory=declaration.directory,
+            file_format=declaration.file_format,
+            loaded_at_column=declaration.loaded_at_column,
+        )
+    assert declaration.url is not None  # the declaration checked it
+    return SqlSource(
+        url=declaration.url,
+        transactions_table=declaration.transactions_table,
+        chargebacks_table=declaration.chargebacks_table,
+        completeness_table=declaration.completeness_table,
+        loaded_at_column=declaration.loaded_at_column,
+    )

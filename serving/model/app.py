@@ -51,7 +51,11 @@ class PaymentRequest(BaseModel):
     customer_id: int = Field(ge=0, le=_INT64_MAX, description="The cardholder's id.")
     merchant_id: int = Field(ge=0, le=_INT64_MAX, description="The merchant's id.")
     amount: float = Field(gt=0, le=1_000_000, allow_inf_nan=False, description="EUR.")
-    country: str = Field(pattern=r"^[A-Z]{2}$", description="Merchant country, ISO 3166 alpha-2.")
+    country: str | None = Field(
+        default=None,
+        pattern=r"^[A-Z]{2}$",
+        description="Merchant country, ISO 3166 alpha-2; omitted where the dataset has none.",
+    )
     timestamp: AwareDatetime | None = Field(
         default=None, description="When the payment happens; default: when it is received."
     )

@@ -29,7 +29,7 @@ class Payment:
     customer_id: int
     merchant_id: int
     amount: float
-    country: str
+    country: str | None
     transaction_epoch_s: int
 
 

@@ -153,14 +153,29 @@ def test_file_source_parquet_per_day_round_trips_the_exact_frame(tmp_path: Path)
     expected = _transactions()
     _write_day_files(tmp_path, "transactions", {DAY: expected}, "parquet")
     day_file = tmp_path / "transactions" / "2024-03-06.parquet"
-    delivered_at = datetime.datetime(2024, 3, 7, 1, 15, tzinfo=datetime.UTC)
-    os.utime(day_file, (delivered_at.timestamp(), delivered_at.timestamp()))
+    # A file copied years later: its modification time says nothing of when the day arrived.
+    os.utime(day_file, (LONG_AFTER.timestamp(), LONG_AFTER.timestamp()))
 
     delivery = FileSource(directory=str(tmp_path)).fetch("transactions", DAY, LONG_AFTER)
 
     assert_frame_equal(delivery.frame, expected)
-    # The day was delivered when its file was written.
-    assert delivery.available_at == delivered_at
+    assert delivery.available_at is None
+
+
+def test_file_source_delivery_time_is_the_declared_per_row_stamp(tmp_path: Path) -> None:
+    expected = _transactions()
+    first, second = AVAILABLE, AVAILABLE + datetime.timedelta(hours=2)
+    stamps = pl.Series("loaded_at", [first] * 100 + [second] * (expected.height - 100))
+    _write_day_files(tmp_path, "transactions", {DAY: expected.with_columns(stamps)}, "parquet")
+    source = FileSource(directory=str(tmp_path), loaded_at_column="loaded_at")
+
+    early = source.fetch("transactions", DAY, first)
+    late = source.fetch("transactions", DAY, LONG_AFTER)
+
+    # Only the rows loaded by as_of; the stamp column is load metadata, not part of the feed.
+    assert (early.frame.height, early.available_at) == (100, first)
+    assert_frame_equal(late.frame, expected)
+    assert late.available_at == second
 
 
 def test_file_source_csv_per_day_yields_same_values_with_utc_timestamps(tmp_path: Path) -> None:
