@@ -92,6 +92,7 @@ customer_behaviour = FeatureView(
         Field(name="txn_count_30d", dtype=Int64, description="Transactions in the last 30 days."),
         Field(name="amount_sum_1h", dtype=Float64, description="Amount spent in the last hour."),
         Field(name="amount_sum_24h", dtype=Float64, description="Amount spent in the last 24 h."),
+        Field(name="amount_mean_24h", dtype=Float64, description="Mean amount, last 24 h."),
         Field(name="amount_mean_7d", dtype=Float64, description="Mean amount, last 7 days."),
         Field(name="amount_mean_30d", dtype=Float64, description="Mean amount, last 30 days."),
         Field(name="amount_std_30d", dtype=Float64, description="Amount std dev, last 30 days."),
@@ -140,10 +141,28 @@ merchant_risk = FeatureView(
             dtype=Float64,
             description="Share of the matured transactions that were charged back.",
         ),
+        *(
+            field
+            for window in (1, 7, 30)
+            for field in (
+                Field(
+                    name=f"merchant_delayed_txn_count_{window}d",
+                    dtype=Int64,
+                    description=f"Transactions in the {window} day(s) ending one label delay ago.",
+                ),
+                Field(
+                    name=f"merchant_fraud_rate_{window}d",
+                    dtype=Float64,
+                    description=f"Share of them with a fraud label known by now ({window} d).",
+                ),
+            )
+        ),
     ],
     source=merchant_features_source,
     online=True,
-    description="The merchant's volume and its chargeback rate over matured labels only.",
+    description="The merchant's volume, its chargeback rate over matured labels, and its fraud "
+    "rates over the 1, 7 and 30 days ending one label delay ago (a terminal compromised for "
+    "weeks shows within a week).",
     tags={"owner": "team:ml-platform", "asset": "merchant_features"},
 )
 
@@ -158,6 +177,8 @@ merchant_risk = FeatureView(
     schema=[
         Field(name="amount_to_customer_mean", dtype=Float64),
         Field(name="hour_of_day", dtype=Int64),
+        Field(name="is_night", dtype=Int64),
+        Field(name="is_weekend", dtype=Int64),
         Field(name="is_foreign", dtype=Int64),
         Field(name="seconds_since_last_transaction", dtype=Int64),
     ],
@@ -177,11 +198,15 @@ def transaction_context(inputs: dict[str, Any]) -> dict[str, Any]:
     def since(now: int | None, last: int | None) -> int | None:
         return None if now is None or last is None else now - last
 
+    epochs = inputs["transaction_epoch_s"]
+    hours = [None if t is None else t // 3600 % 24 for t in epochs]
+    # 1970-01-01 was a Thursday: day 3 of a Monday-first week.
+    weekdays = [None if t is None else (t // 86_400 + 3) % 7 for t in epochs]
     return {
         "amount_to_customer_mean": list(map(ratio, inputs["amount"], inputs["amount_mean_30d"])),
-        "hour_of_day": [
-            None if t is None else t // 3600 % 24 for t in inputs["transaction_epoch_s"]
-        ],
+        "hour_of_day": hours,
+        "is_night": [None if h is None else int(h < 6) for h in hours],
+        "is_weekend": [None if d is None else int(d >= 5) for d in weekdays],
         "is_foreign": list(map(foreign, inputs["country"], inputs["home_country"])),
         "seconds_since_last_transaction": list(
             map(since, inputs["transaction_epoch_s"], inputs["last_transaction_epoch_s"])
@@ -193,8 +218,53 @@ def transaction_context(inputs: dict[str, Any]) -> dict[str, Any]:
 
 fraud_model_v1 = FeatureService(
     name="fraud_model_v1",
+    features=[
+        customer_behaviour[
+            [
+                "txn_count_1h",
+                "txn_count_24h",
+                "txn_count_7d",
+                "txn_count_30d",
+                "amount_sum_1h",
+                "amount_sum_24h",
+                "amount_mean_7d",
+                "amount_mean_30d",
+                "amount_std_30d",
+                "amount_max_30d",
+                "distinct_merchants_24h",
+                "home_country",
+                "last_transaction_epoch_s",
+            ]
+        ],
+        merchant_risk[
+            [
+                "merchant_txn_count_24h",
+                "merchant_txn_count_7d",
+                "merchant_amount_mean_7d",
+                "merchant_matured_txn_count",
+                "merchant_chargeback_rate",
+            ]
+        ],
+        transaction_context[
+            [
+                "amount_to_customer_mean",
+                "hour_of_day",
+                "is_foreign",
+                "seconds_since_last_transaction",
+            ]
+        ],
+    ],
+    description="The features of the first fraud model, kept as they were so its models still "
+    "score: a service never changes meaning.",
+    tags={"owner": "team:ml-platform"},
+)
+
+fraud_model_v2 = FeatureService(
+    name="fraud_model_v2",
     features=[customer_behaviour, merchant_risk, transaction_context],
-    description="Every feature the fraud model v1 is trained and served with. A new model that "
-    "needs other features gets a new service (fraud_model_v2); this one never changes meaning.",
+    description="Every feature the fraud model v2 is trained and served with: v1's, the mean "
+    "amount over 24 h, night and weekend flags, and the merchant's fraud rates one label delay "
+    "back. A new model that needs other features gets a new service; this one never changes "
+    "meaning.",
     tags={"owner": "team:ml-platform"},
 )

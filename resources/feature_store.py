@@ -81,7 +81,7 @@ class FeatureStoreResource(ConfigurableResource):
         default=None, description="Local folder for the registry and SQLite online store."
     )
     feature_service: str = Field(
-        default="fraud_model_v1", description="The feature service the model uses."
+        default="fraud_model_v2", description="The feature service the model uses."
     )
     _store: Any = PrivateAttr(default=None)
 

@@ -23,6 +23,7 @@ from resources.sources.simulator import CardPaymentsSimulator
 SEED = 7
 MATURITY_DAYS = 7  # labels arrive 1..7 days after the transaction
 RISK_WINDOW_DAYS = 14
+LABEL_DELAY_DAYS = 3  # most labels are in within three days
 
 
 def calendar(first: datetime.date, count: int) -> list[datetime.date]:
@@ -109,7 +110,7 @@ def compute_features(lake: Path, days: list[datetime.date]) -> dict[str, Any]:
     progress("merchant_features: all days in one call")
     merchants, out["merchant"] = run_measured(
         lambda: fe.merchant_features(
-            transactions, chargebacks, days, MATURITY_DAYS, RISK_WINDOW_DAYS
+            transactions, chargebacks, days, MATURITY_DAYS, RISK_WINDOW_DAYS, LABEL_DELAY_DAYS
         )
     )
     out["merchant"].update(

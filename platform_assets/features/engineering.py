@@ -12,7 +12,10 @@ Two shapes, chosen by how fast each signal moves:
   same row.
 - merchant risk is one row per merchant and day, stamped at the end of the day. Its chargeback
   rate counts only transactions whose labels have matured, since a young transaction without a
-  chargeback is not yet known to be legitimate.
+  chargeback is not yet known to be legitimate. A terminal compromised for a few weeks would be
+  over before its matured rate moved, so its fraud rates over the last 1, 7 and 30 days are also
+  taken over the payments of the windows ending one label delay ago (most of their frauds are
+  known by then), counting the frauds reported so far.
 """
 
 import datetime
@@ -26,6 +29,8 @@ CUSTOMER_HISTORY = datetime.timedelta(days=30)
 # Windows of the customer's transaction counts and amount sums, as polars durations.
 COUNT_WINDOWS = ("1h", "24h", "7d", "30d")
 MERCHANT_VOLUME_WINDOW = datetime.timedelta(days=7)
+# Windows (days) of the merchant's fraud rates taken one label delay ago.
+DELAYED_RISK_WINDOWS = (1, 7, 30)
 
 CUSTOMER_FEATURE_SCHEMA = pl.Schema(
     {
@@ -37,6 +42,7 @@ CUSTOMER_FEATURE_SCHEMA = pl.Schema(
         "txn_count_30d": pl.Int64,
         "amount_sum_1h": pl.Float64,
         "amount_sum_24h": pl.Float64,
+        "amount_mean_24h": pl.Float64,
         "amount_mean_7d": pl.Float64,
         "amount_mean_30d": pl.Float64,
         "amount_std_30d": pl.Float64,
@@ -56,6 +62,14 @@ MERCHANT_FEATURE_SCHEMA = pl.Schema(
         "merchant_amount_mean_7d": pl.Float64,
         "merchant_matured_txn_count": pl.Int64,
         "merchant_chargeback_rate": pl.Float64,
+        **{
+            name: dtype
+            for window in DELAYED_RISK_WINDOWS
+            for name, dtype in (
+                (f"merchant_delayed_txn_count_{window}d", pl.Int64),
+                (f"merchant_fraud_rate_{window}d", pl.Float64),
+            )
+        },
     }
 )
 
@@ -71,12 +85,17 @@ def customer_history_days(days: Sequence[datetime.date]) -> list[datetime.date]:
     return _day_range(first, max(days))
 
 
+def merchant_history_span(maturity_days: int, risk_window_days: int, delay_days: int) -> int:
+    """How many days before its own day a merchant row's windows reach back."""
+    return max(maturity_days + risk_window_days, delay_days + max(DELAYED_RISK_WINDOWS)) - 1
+
+
 def merchant_history_days(
-    days: Sequence[datetime.date], maturity_days: int, risk_window_days: int
+    days: Sequence[datetime.date], maturity_days: int, risk_window_days: int, delay_days: int
 ) -> list[datetime.date]:
     """The transaction days that the merchant rows of ``days`` are computed from."""
-    first = min(days) - datetime.timedelta(days=maturity_days + risk_window_days - 1)
-    return _day_range(first, max(days))
+    span = merchant_history_span(maturity_days, risk_window_days, delay_days)
+    return _day_range(min(days) - datetime.timedelta(days=span), max(days))
 
 
 def customer_features(transactions: pl.LazyFrame, days: Sequence[datetime.date]) -> pl.DataFrame:
@@ -90,10 +109,14 @@ def customer_features(transactions: pl.LazyFrame, days: Sequence[datetime.date])
     Returns:
         One row per transaction on ``days``, ``CUSTOMER_FEATURE_SCHEMA``, ordered by customer
         and time. Windows end at (and include) the transaction; ``home_country`` is taken from
-        the 30 days before the transaction's day began.
+        the 30 days before the transaction's day began, and is null for data without a country.
     """
+    has_country = "country" in transactions.collect_schema()
+    country = pl.col("country") if has_country else pl.lit(None, dtype=pl.String)
     ordered = (
-        transactions.select("customer_id", "merchant_id", "amount", "country", TIMESTAMP)
+        transactions.select(
+            "customer_id", "merchant_id", "amount", country.alias("country"), TIMESTAMP
+        )
         .sort("customer_id", TIMESTAMP)
         .collect()
     )
@@ -110,6 +133,7 @@ def customer_features(transactions: pl.LazyFrame, days: Sequence[datetime.date])
             },
             amount_sum_1h=_rolling(amount, "sum", "1h"),
             amount_sum_24h=_rolling(amount, "sum", "24h"),
+            amount_mean_24h=_rolling(amount, "mean", "24h"),
             amount_mean_7d=_rolling(amount, "mean", "7d"),
             amount_mean_30d=_rolling(amount, "mean", "30d"),
             amount_std_30d=_rolling(amount, "std", "30d"),
@@ -129,8 +153,9 @@ def merchant_features(
     days: Sequence[datetime.date],
     maturity_days: int,
     risk_window_days: int,
+    delay_days: int,
 ) -> pl.DataFrame:
-    """Each merchant's volume and matured chargeback rate at the end of each of ``days``.
+    """Each merchant's volume and fraud rates at the end of each of ``days``.
 
     Args:
         transactions: Validated transactions of ``merchant_history_days(...)``.
@@ -138,24 +163,26 @@ def merchant_features(
         days: The days to emit rows for; each row is stamped at the end of its day.
         maturity_days: A transaction's label is final this many days after it.
         risk_window_days: Days of matured transactions the chargeback rate is taken over.
+        delay_days: The delayed fraud rates' windows end this many days before the row.
 
     Returns:
-        One row per merchant active in either window, ``MERCHANT_FEATURE_SCHEMA``. The rate is
-        null for a merchant with no matured transaction.
+        One row per merchant active in any window, ``MERCHANT_FEATURE_SCHEMA``. A rate is null
+        for a merchant with no transaction in its window.
     """
     # Lazy throughout: each day's windows are read through the scan's filters and reduced to
     # one row per merchant by the streaming engine, never held as months of transactions.
     history = transactions.select("transaction_id", "merchant_id", "amount", TIMESTAMP)
     reports = chargebacks.select("transaction_id", "reported_at")
     frames = [
-        _merchant_day(history, reports, day, maturity_days, risk_window_days)
+        _merchant_day(history, reports, day, maturity_days, risk_window_days, delay_days)
         for day in sorted(days)
     ]
-    rows = pl.concat(frames).with_columns(
-        pl.col(
-            "merchant_txn_count_24h", "merchant_txn_count_7d", "merchant_matured_txn_count"
-        ).fill_null(0)
-    )
+    counts = [
+        name
+        for name, dtype in MERCHANT_FEATURE_SCHEMA.items()
+        if dtype == pl.Int64 and name != "merchant_id"
+    ]
+    rows = pl.concat(frames).with_columns(pl.col(counts).fill_null(0))
     return (
         rows.select(MERCHANT_FEATURE_SCHEMA.names())
         .cast(MERCHANT_FEATURE_SCHEMA)
@@ -170,8 +197,9 @@ def _merchant_day(
     day: datetime.date,
     maturity_days: int,
     risk_window_days: int,
+    delay_days: int,
 ) -> pl.LazyFrame:
-    """One row per merchant active at the end of ``day``: volume and matured chargebacks."""
+    """One row per merchant active at the end of ``day``: volume and fraud rates."""
     end = day_start(day) + datetime.timedelta(days=1)
     matured_end = end - datetime.timedelta(days=maturity_days)
     matured_start = matured_end - datetime.timedelta(days=risk_window_days)
@@ -191,10 +219,34 @@ def _merchant_day(
             charged=pl.col("charged").sum(),
         )
     )
-    return volume.join(matured, on="merchant_id", how="full", coalesce=True).with_columns(
+    delayed_end = end - datetime.timedelta(days=delay_days)
+    delayed_start = delayed_end - datetime.timedelta(days=max(DELAYED_RISK_WINDOWS))
+    delayed = (
+        history.filter(pl.col(TIMESTAMP).is_between(delayed_start, delayed_end, "left"))
+        .join(known, on="transaction_id", how="left")
+        .group_by("merchant_id")
+        .agg(
+            expression
+            for window in DELAYED_RISK_WINDOWS
+            for expression in _delayed_window(delayed_end, window)
+        )
+    )
+    rows = volume.join(matured, on="merchant_id", how="full", coalesce=True)
+    return rows.join(delayed, on="merchant_id", how="full", coalesce=True).with_columns(
         pl.lit(end).alias(TIMESTAMP),
         merchant_chargeback_rate=pl.col("charged") / pl.col("merchant_matured_txn_count"),
     )
+
+
+def _delayed_window(delayed_end: datetime.datetime, window: int) -> list[pl.Expr]:
+    """A merchant's payments in the ``window`` days before ``delayed_end`` and their fraud rate."""
+    inside = pl.col(TIMESTAMP) >= delayed_end - datetime.timedelta(days=window)
+    count = inside.sum()
+    frauds = (inside & pl.col("charged").fill_null(False)).sum()
+    return [
+        count.alias(f"merchant_delayed_txn_count_{window}d"),
+        pl.when(count > 0).then(frauds / count).alias(f"merchant_fraud_rate_{window}d"),
+    ]
 
 
 def _rolling(expression: pl.Expr, statistic: str, window: str) -> pl.Expr:

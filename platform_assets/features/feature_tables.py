@@ -37,11 +37,18 @@ from platform_assets.common.keys import FRAUD_LABELS, RAW_TRANSACTIONS, VALIDATE
 from platform_assets.common.partitions import FIRST_BUSINESS_DAY, daily_partitions, partition_day
 from platform_assets.features import engineering
 from resources.clock import Clock
-from resources.label_policy import DEFAULT_MATURITY_DAYS, DEFAULT_RISK_WINDOW_DAYS, LabelPolicy
+from resources.label_policy import (
+    DEFAULT_LABEL_DELAY_DAYS,
+    DEFAULT_MATURITY_DAYS,
+    DEFAULT_RISK_WINDOW_DAYS,
+    LabelPolicy,
+)
 from resources.lake import Lake
 
 # How far back a merchant row reads, under the default label policy (shown as lineage in the UI).
-MERCHANT_HISTORY_DAYS = DEFAULT_MATURITY_DAYS + DEFAULT_RISK_WINDOW_DAYS - 1
+MERCHANT_HISTORY_DAYS = engineering.merchant_history_span(
+    DEFAULT_MATURITY_DAYS, DEFAULT_RISK_WINDOW_DAYS, DEFAULT_LABEL_DELAY_DAYS
+)
 EMPTY_LABELS = pl.LazyFrame(
     schema={"transaction_id": pl.Int64, "reported_at": pl.Datetime("us", "UTC")}
 )
@@ -71,6 +78,8 @@ _NOT_LANDED = {
 feature_table = functools.partial(
     daily_table(FEATURES, kinds={"polars", "parquet", "feast"}),
     automation_condition=REBUILD_WHEN_HISTORY_LANDS,
+    # 2: the 24-hour mean amount, and the merchant fraud rates one label delay back.
+    code_version="2",
 )
 
 
@@ -192,13 +201,17 @@ def merchant_features(
 ):
     """Each merchant at the end of the day: its volume and how often it is charged back.
 
-    Volume over the last day and week, and the share of its matured transactions (older than
-    the label window) that were charged back. The source of Feast's ``merchant_risk`` view;
-    young transactions are left out of the rate, their chargebacks may still be on the way.
+    Volume over the last day and week, the share of its matured transactions (older than the
+    label window) that were charged back, and its fraud rates over the 1, 7 and 30 days ending
+    one label delay ago (label_policy.label_delay_days), counting the frauds known so far. The
+    source of Feast's ``merchant_risk`` view.
     """
     day = partition_day(context.partition_key)
     days = engineering.merchant_history_days(
-        [day], label_policy.maturity_days, label_policy.merchant_risk_window_days
+        [day],
+        label_policy.maturity_days,
+        label_policy.merchant_risk_window_days,
+        label_policy.label_delay_days,
     )
     history_from = _history_start(context, clock, label_policy.maturity_days, days)
     transactions, metadata = _history(context, lake, VALIDATED_TRANSACTIONS, days, history_from)
@@ -210,6 +223,7 @@ def merchant_features(
         [day],
         label_policy.maturity_days,
         label_policy.merchant_risk_window_days,
+        label_policy.label_delay_days,
     )
     return dataset_output(
         rows,

@@ -65,7 +65,8 @@ class TrainingConfig(Config, Hyperparameters):
 
 @asset(
     kinds={"lightgbm", "mlflow"},
-    code_version="1",
+    # 2: the raw amount as an input, and the refit after early stopping.
+    code_version="2",
     io_manager_key="record_io_manager",
     # A new training set (a retraining request rebuilds it) trains a new candidate.
     automation_condition=AutomationCondition.eager(),
@@ -115,8 +116,9 @@ def _train_and_register(
     features = model_features(config, feature_store.feature_names())
     split = time_split(training_set, config.validation_fraction, config.holdout_fraction)
     context.log.info(
-        f"training on {split.train.height} rows, early stopping on {split.validation.height}, "
-        f"holding out from {split.holdout_start}"
+        f"training on {split.train.height} rows, early stopping on {split.validation.height}"
+        f"{' then refitting on both' if config.refit else ''}, holding out from "
+        f"{split.holdout_start}"
     )
     started = time.perf_counter()
     trained = train(config, split, features)
@@ -173,7 +175,7 @@ def _catalog_entry(
         "validation_log_loss": MetadataValue.float(round(trained.validation_log_loss, 6)),
         "positive_weight": MetadataValue.float(round(trained.positive_weight, 4)),
         "features": MetadataValue.int(len(run.features)),
-        "train_rows": MetadataValue.int(run.split.train.height),
+        "train_rows": MetadataValue.int(trained.trained_rows),
         "holdout_start": MetadataValue.text(run.split.holdout_start),
         # The rows the monitoring reference was built from: a sample of at most the config's cap.
         "monitoring_reference_train_rows": MetadataValue.int(

@@ -129,6 +129,8 @@ def log_candidate(mlflow: Any, registry: ModelRegistry, run: TrainingRun, name: 
             "best_iteration": trained.best_iteration,
             "train_rows": split.train.height,
             "validation_rows": split.validation.height,
+            # The final boosting's rows: training and validation together after a refit.
+            "trained_rows": trained.trained_rows,
             "train_fraud_rate": train_fraud_rate,
             "training_seconds": run.training_seconds,
             "boosting_seconds": trained.boosting_seconds,

@@ -74,7 +74,12 @@ def test_merchant_chargeback_rate_counts_matured_transactions_only():
         schema_overrides={"reported_at": pl.Datetime("us", "UTC")},
     )
     rows = fe.merchant_features(
-        history, chargebacks, [datetime.date(2026, 1, 5)], maturity_days=3, risk_window_days=5
+        history,
+        chargebacks,
+        [datetime.date(2026, 1, 5)],
+        maturity_days=3,
+        risk_window_days=5,
+        delay_days=1,
     )
     assert rows.schema == fe.MERCHANT_FEATURE_SCHEMA
     row = rows.row(0, named=True)
@@ -92,9 +97,49 @@ def test_merchant_without_matured_transactions_has_no_rate():
         [datetime.date(2026, 1, 5)],
         maturity_days=3,
         risk_window_days=5,
+        delay_days=1,
     )
     assert rows["merchant_matured_txn_count"].to_list() == [0]
     assert rows["merchant_chargeback_rate"].to_list() == [None]
+    assert rows["merchant_fraud_rate_1d"].to_list() == [None]
+
+
+def test_merchant_fraud_rates_count_known_frauds_one_label_delay_back():
+    # A terminal compromised on 01-20: the matured rate (30 days of maturity) cannot see it
+    # before February, the rates one week back see its frauds reported so far.
+    history = transactions(
+        (1, 7, 10.0, "US", "2026-01-20T10:00:00"),  # fraud, reported 01-23
+        (2, 7, 10.0, "US", "2026-01-21T10:00:00"),  # fraud, reported 01-30: not known yet
+        (3, 7, 10.0, "US", "2026-01-21T11:00:00"),  # legitimate
+        (4, 7, 10.0, "US", "2026-01-10T10:00:00"),  # legitimate, in the 30-day window only
+        (5, 7, 10.0, "US", "2026-01-25T10:00:00"),  # inside the delay: in no delayed window
+    )
+    chargebacks = pl.LazyFrame(
+        {
+            "transaction_id": [1, 2],
+            "reported_at": [at("2026-01-23T08:00:00"), at("2026-01-30T08:00:00")],
+        },
+        schema_overrides={"reported_at": pl.Datetime("us", "UTC")},
+    )
+    rows = fe.merchant_features(
+        history,
+        chargebacks,
+        [datetime.date(2026, 1, 28)],
+        maturity_days=30,
+        risk_window_days=60,
+        delay_days=7,
+    )
+    row = rows.row(0, named=True)
+    # The delayed windows end at 01-22 00:00 (the end of 01-28 minus 7 days).
+    assert row["merchant_matured_txn_count"] == 0
+    assert (row["merchant_delayed_txn_count_1d"], row["merchant_fraud_rate_1d"]) == (2, 0.0)
+    assert row["merchant_delayed_txn_count_7d"] == 3
+    assert row["merchant_fraud_rate_7d"] == pytest.approx(1 / 3)
+    assert row["merchant_delayed_txn_count_30d"] == 4
+    assert row["merchant_fraud_rate_30d"] == pytest.approx(1 / 4)
+    assert fe.merchant_history_days([datetime.date(2026, 1, 28)], 3, 5, 7)[0] == datetime.date(
+        2025, 12, 23
+    )
 
 
 def test_training_days_refuse_labels_that_have_not_matured():

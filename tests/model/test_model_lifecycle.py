@@ -46,12 +46,15 @@ pytestmark = pytest.mark.asset_graph
 NOW = "2026-01-25T06:00:00+00:00"
 RELEASE = ("canary_release", "canary_analysis", "production_model")
 CHAIN = AssetSelection.assets("candidate_model", "evaluation_report", *RELEASE)
-# The on-demand feature view: the payment against the customer's habits.
+# The on-demand feature view and the raw amount: the payment itself, against the customer's habits.
 TRANSACTION_CONTEXT = [
     "amount_to_customer_mean",
     "hour_of_day",
+    "is_night",
+    "is_weekend",
     "is_foreign",
     "seconds_since_last_transaction",
+    "amount",
 ]
 WITHOUT_TRANSACTION_CONTEXT = {
     "excluded_features": TRANSACTION_CONTEXT,
@@ -181,8 +184,8 @@ def test_the_run_the_version_and_their_tags_are_in_mlflow(platform, registry):
         "flywheel.training_set_version": training_set.asset_materialization.tags[
             "dagster/data_version"
         ],
-        "flywheel.feature_service": "fraud_model_v1",
-        "flywheel.code_version": "1",
+        "flywheel.feature_service": "fraud_model_v2",
+        "flywheel.code_version": "2",
         "mlflow.source.git.commit": commit,
         "flywheel.lock_sha256": hashlib.sha256((PROJECT_ROOT / "uv.lock").read_bytes()).hexdigest(),
         "dagster_run_id": result.run_id,

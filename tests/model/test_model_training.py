@@ -11,10 +11,12 @@ from platform_assets.model.recipe import (
     Hyperparameters,
     holdout,
     model_features,
+    monotone_features,
     remove_positive_weight,
     time_split,
     train,
 )
+from resources.sources.dataset import declared_dataset
 
 pytestmark = pytest.mark.unit
 
@@ -41,11 +43,42 @@ def payments(rows: int = 30_000, seed: int = 0) -> pl.DataFrame:
     ).with_columns(pl.col("event_timestamp").dt.cast_time_unit("us"))
 
 
-def test_model_inputs_are_the_services_numeric_features_minus_exclusions():
+def test_model_inputs_are_the_services_numeric_features_and_the_amount_minus_exclusions():
     service = [*FEATURES, *NOT_MODEL_INPUTS]
-    assert model_features(Hyperparameters(), service) == FEATURES
-    ablation = Hyperparameters(excluded_features=["txn_count_30d"])
+    assert model_features(Hyperparameters(), service) == [*FEATURES, "amount"]
+    ablation = Hyperparameters(excluded_features=["txn_count_30d", "amount"])
     assert model_features(ablation, service) == FEATURES[:3]
+
+
+def test_a_dataset_without_a_country_gets_no_is_foreign_and_its_own_monotone_features():
+    without_country = declared_dataset().model_copy(
+        update={
+            "columns": {r: c for r, c in declared_dataset().columns.items() if r != "country"},
+            "monotone_increasing": ["merchant_chargeback_rate"],
+        }
+    )
+    service = [*FEATURES, *NOT_MODEL_INPUTS]
+    inputs = model_features(Hyperparameters(), service, without_country)
+    assert "is_foreign" not in inputs
+    assert monotone_features(Hyperparameters(), without_country) == ["merchant_chargeback_rate"]
+    assert monotone_features(Hyperparameters(monotone_increasing=[]), without_country) == []
+
+
+def test_a_refit_boosts_the_chosen_rounds_on_training_and_validation_rows():
+    rows = payments(5_000)
+    split = time_split(rows, 0.15, 0.2)
+    config = Hyperparameters(monotone_increasing=[], min_child_samples=20)
+    refit, early = (
+        train(config.model_copy(update={"refit": refit}), split, FEATURES)
+        for refit in (True, False)
+    )
+    assert refit.best_iteration == early.best_iteration == refit.booster.num_trees()
+    assert (refit.trained_rows, early.trained_rows) == (
+        split.train.height + split.validation.height,
+        split.train.height,
+    )
+    # Boosted on other rows: another model, never the one early stopping saw.
+    assert refit.booster.model_to_string() != early.booster.model_to_string()
 
 
 @pytest.mark.parametrize("field", ["excluded_features", "monotone_increasing"])

@@ -50,8 +50,11 @@ WITHOUT_TRANSACTION_CONTEXT = {
     "excluded_features": [
         "amount_to_customer_mean",
         "hour_of_day",
+        "is_night",
+        "is_weekend",
         "is_foreign",
         "seconds_since_last_transaction",
+        "amount",
     ],
     "monotone_increasing": ["merchant_chargeback_rate"],
 }
