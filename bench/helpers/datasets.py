@@ -31,18 +31,33 @@ def calendar(first: datetime.date, count: int) -> list[datetime.date]:
     return [first + datetime.timedelta(days=n) for n in range(count)]
 
 
-def generate(lake: Path, rows_per_day: int, days: list[datetime.date]) -> dict[str, Any]:
+def generate(
+    lake: Path,
+    rows_per_day: int,
+    days: list[datetime.date],
+    max_label_delay_days: int = MATURITY_DAYS,
+    report_days_after: int = 0,
+) -> dict[str, Any]:
     """Write the simulated days into the lake as the ingestion assets do, one parquet per day.
 
     ``validated_transactions/<day>.parquet`` for every day and ``fraud_labels/<day>.parquet`` for
     the chargebacks reported on every day after the first (the labels of the transactions of
-    the week before the first day are reported too, as a real feed would).
+    the days before the first day are reported too, as a real feed would).
+
+    Args:
+        lake: The lake's folder (created).
+        rows_per_day: The simulator's average daily volume.
+        days: Consecutive transaction days.
+        max_label_delay_days: Chargebacks arrive 1..this many days after the payment; by default
+            ``MATURITY_DAYS``, so a day's labels are complete when they have matured.
+        report_days_after: Also write the chargebacks reported on this many days after the last
+            day (no transactions on them): the labels the last days' payments receive later.
 
     Returns:
         Seconds, transactions and chargebacks written.
     """
     simulator = CardPaymentsSimulator(
-        seed=SEED, rows_per_day=rows_per_day, max_label_delay_days=MATURITY_DAYS
+        seed=SEED, rows_per_day=rows_per_day, max_label_delay_days=max_label_delay_days
     )
     (lake / "validated_transactions").mkdir(parents=True)
     (lake / "fraud_labels").mkdir(parents=True)
@@ -58,6 +73,10 @@ def generate(lake: Path, rows_per_day: int, days: list[datetime.date]) -> dict[s
             reports.write_parquet(lake / "fraud_labels" / f"{day}.parquet", statistics=True)
             chargebacks += reports.height
         progress(f"  generated {day} ({transactions:,} transactions so far)", end=False)
+    for day in calendar(days[-1] + datetime.timedelta(days=1), report_days_after):
+        reports = simulator.chargebacks(day)
+        reports.write_parquet(lake / "fraud_labels" / f"{day}.parquet", statistics=True)
+        chargebacks += reports.height
     return {
         "seconds": time.perf_counter() - start,
         "transactions": transactions,
