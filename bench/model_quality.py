@@ -189,7 +189,7 @@ def build(tmp: Path, rows_per_day: int, weeks: int) -> Data:
     seconds["simulate"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    compute_features(lake, days)
+    compute_features(lake, days, label_delay_days=DELAY_DAYS)
     feature_store = FeatureStoreResource(lake_root=str(lake), state_dir=str(tmp / "feast"))
     with feast_output():
         feature_store.apply()

@@ -105,8 +105,12 @@ def _table_figures(frame: pl.DataFrame, key: str) -> dict[str, int]:
     return {"rows": frame.height, "entities": frame[key].n_unique()}
 
 
-def compute_features(lake: Path, days: list[datetime.date]) -> dict[str, Any]:
+def compute_features(
+    lake: Path, days: list[datetime.date], label_delay_days: int = LABEL_DELAY_DAYS
+) -> dict[str, Any]:
     """Compute both feature tables over all ``days`` in one call each, and write them per day.
+
+    The merchant fraud rates are taken ``label_delay_days`` back (``LabelPolicy.label_delay_days``).
 
     Returns:
         Per table: seconds, rows, entities, RSS before and peak, write seconds and files; for
@@ -129,7 +133,7 @@ def compute_features(lake: Path, days: list[datetime.date]) -> dict[str, Any]:
     progress("merchant_features: all days in one call")
     merchants, out["merchant"] = run_measured(
         lambda: fe.merchant_features(
-            transactions, chargebacks, days, MATURITY_DAYS, RISK_WINDOW_DAYS, LABEL_DELAY_DAYS
+            transactions, chargebacks, days, MATURITY_DAYS, RISK_WINDOW_DAYS, label_delay_days
         )
     )
     out["merchant"].update(
