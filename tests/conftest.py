@@ -32,6 +32,7 @@ LONGEST_FILES = {
     "model/test_model_lifecycle.py": 400,  # a dozen trainings on 24 days of 10,000 payments
     "serving/test_online_serving.py": 180,  # module fixture: 14 days, two trainings
     "test_dagster_dev.py": 200,  # `make dev` in a subprocess, three times
+    "test_bring_your_own_data.py": 60,  # a declared dataset from ingestion to the gate
     "ingestion/test_ingestion_assets.py": 30,
     "features/test_feature_assets.py": 30,
 }
