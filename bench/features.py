@@ -14,7 +14,7 @@ What is measured, and why:
   Labels are 1..7 days late (maturity 7 days) and the merchant risk window is 14 days, so
   matured labels exist within the 30 days.
 * **Historical retrieval**: ``FeatureStoreResource.historical_features`` of the whole
-  ``fraud_model_v1`` service (both views and the on-demand view) for 1M labelled transactions of
+  ``fraud_model_v2`` service (both views and the on-demand view) for 1M labelled transactions of
   the latest days whose labels have matured (entity rows from ``labelled_transactions``, sliced
   to 1M rows), through both engines, side by side on the same entity frame: ``engine="polars"``
   (ours: as-of joins with Feast's rules, the on-demand view computed by Feast's own transform)
@@ -38,7 +38,7 @@ What is measured, and why:
   ``pull_latest_from_table_or_query`` returns: one latest row per entity with a row in the
   interval, ends included.
 * **Online serving**: Feast's ``FeatureStore.get_online_features`` called directly, after a
-  warm-up, for one entity per call with (a) the full ``fraud_model_v1`` service, including the
+  warm-up, for one entity per call with (a) the full ``fraud_model_v2`` service, including the
   on-demand view ``transaction_context`` and its request fields, and (b) only the two stored
   views' features (no request data), so the on-demand view's cost shows; then 100 entities per
   call. Entities are random customers and merchants of the last day. Target: 1-entity p99 <= 5 ms.
@@ -339,11 +339,11 @@ def online(
         return [rng.sample(source, size) for _ in range(count)]
 
     out = {}
-    progress(f"online: {calls} calls x 1 entity, fraud_model_v1 (with on-demand view)")
+    progress(f"online: {calls} calls x 1 entity, fraud_model_v2 (with on-demand view)")
     out["service_1"] = _latencies_ms(service_call, [[r] for r in requests[:calls]])
     progress(f"online: {calls} calls x 1 entity, the two views only")
     out["views_1"] = _latencies_ms(views_call, [[r] for r in keys_only[:calls]])
-    progress(f"online: {batch_calls} calls x {batch_size} entities, fraud_model_v1")
+    progress(f"online: {batch_calls} calls x {batch_size} entities, fraud_model_v2")
     out["service_batch"] = _latencies_ms(service_call, batches(requests, batch_size, batch_calls))
     progress(f"online: {batch_calls} calls x {batch_size} entities, the two views only")
     out["views_batch"] = _latencies_ms(views_call, batches(keys_only, batch_size, batch_calls))
@@ -537,7 +537,7 @@ def report(args: argparse.Namespace, m: dict[str, Any]) -> dict[str, Any]:
         f"{merch['with_matured_labels']:,}"
     )
     print_table(
-        "2. Historical retrieval of fraud_model_v1 (incl. the on-demand view), the same entity "
+        "2. Historical retrieval of fraud_model_v2 (incl. the on-demand view), the same entity "
         'frames through ours (engine="polars", as-of join) and Feast\'s API (engine="feast", '
         "get_historical_features, DuckDB offline store); speed-up = Feast s / polars s",
         ["entity rows", "matured days", "frauds", "features", "polars s", "polars rows/s",
@@ -619,9 +619,9 @@ def report(args: argparse.Namespace, m: dict[str, Any]) -> dict[str, Any]:
             [label, on[f"features_{kind}"], size, x["calls"], x["p50_ms"], x["p99_ms"],
              x["mean_ms"], x["max_ms"]]
             for label, kind, size, x in (
-                ("fraud_model_v1 (views + on-demand)", "service", 1, on["service_1"]),
+                ("fraud_model_v2 (views + on-demand)", "service", 1, on["service_1"]),
                 ("two views only (view:feature refs)", "views", 1, on["views_1"]),
-                ("fraud_model_v1 (views + on-demand)", "service", args.batch_size,
+                ("fraud_model_v2 (views + on-demand)", "service", args.batch_size,
                  on["service_batch"]),
                 ("two views only (view:feature refs)", "views", args.batch_size,
                  on["views_batch"]),
@@ -676,10 +676,10 @@ def report(args: argparse.Namespace, m: dict[str, Any]) -> dict[str, Any]:
          f"peak RSS MB, {full['rows_in']:,} rows" if feast_full else "peak RSS MB",
          feast_full["peak_mb"] if feast_full else "not run", None),
         ("3. materialize", "Feast API", "a day, s", day["seconds"], None),
-        ("4. online", "Feast API", "1 entity, fraud_model_v1 p99 ms", on["service_1"]["p99_ms"],
+        ("4. online", "Feast API", "1 entity, fraud_model_v2 p99 ms", on["service_1"]["p99_ms"],
          ("<=", TARGET_ONLINE_1_P99_MS)),
         ("4. online", "Feast API", "1 entity, views only p99 ms", on["views_1"]["p99_ms"], None),
-        ("4. online", "Feast API", f"{args.batch_size} entities, fraud_model_v1 p99 ms",
+        ("4. online", "Feast API", f"{args.batch_size} entities, fraud_model_v2 p99 ms",
          on["service_batch"]["p99_ms"], None),
         ("skew", "Feast API both sides", "online != offline values", sk["mismatches"], ("==", 0)),
     ]  # fmt: skip

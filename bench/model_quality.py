@@ -488,7 +488,7 @@ def report(args: argparse.Namespace, data: Data, weeks: list[dict[str, Any]]) ->
     met = verdict(means)
     print(
         f"\nFlywheel's model inputs ({len(data.features)}, from recipe.model_features over the "
-        f"fraud_model_v1 service): {', '.join(data.features)}.\nThe plain model's: "
+        f"fraud_model_v2 service): {', '.join(data.features)}.\nThe plain model's: "
         f"{', '.join(STANDARD_FEATURES)}.\nLabel maturity of Flywheel's merchant features: "
         f"{MATURITY_DAYS} days, while chargebacks arrive up to {LABEL_DELAY_MAX} days late: "
         "merchant_chargeback_rate counts the chargebacks reported so far, a partial count, as "

@@ -1,7 +1,8 @@
 """Benchmark of monitoring one day: Flywheel's monitoring against Evidently's presets, same rows.
 
 * **Data** (untimed, numpy, seed 7): a training frame and a day of ``--rows`` rows each (1M;
-  ``--quick`` 100k) with the 20 model inputs ``model_features`` takes from ``fraud_model_v1``,
+  ``--quick`` 100k) with the model inputs ``model_features`` takes from the feature service (29
+  with ``fraud_model_v2``; 20 with ``fraud_model_v1``, when the README's figures were taken),
   each a fixed transform of a standard-normal latent. On the day, three latents move 1 sd
   (strong), two 0.5 sd (mild: PSI about 0.2, the warn band), the rest not; a synthetic label
   (2 % fraud in training, 5 % on the day) depends on five. ``recipe.train`` (learning rate 0.1)

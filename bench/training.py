@@ -4,7 +4,7 @@ What is measured, and why:
 
 * **Data**: simulated payments written into a temporary lake as the ingestion assets write them,
   features computed with ``platform_assets/features/engineering.py`` and the training set built
-  by the point-in-time join of ``fraud_model_v1`` (``engine="polars"``), as
+  by the point-in-time join of ``fraud_model_v2`` (``engine="polars"``), as
   ``training_set`` builds it; the latest 1M and 3M labelled rows are the two sizes.
 * **Bare LightGBM (the peer)**: ``lgb.Dataset`` + ``lgb.train`` on float32 numpy arrays built
   beforehand (not timed), with exactly the parameters, validation rows, early stopping and
