@@ -142,6 +142,36 @@ class Population:
         channel[self.merchant_category[merchant] == _CASH_WITHDRAWAL] = ATM
         return channel
 
+    def customer_volume_share(self) -> np.ndarray:
+        """Each customer's expected share of the day's transactions (float64, sums to 1).
+
+        Exact for ``draw_customers``: every band carries the same share, split evenly inside it.
+        No random draws, so it is the same however many days were generated.
+        """
+        per_band = 1.0 / (_ACTIVITY_BANDS * self.band_size)
+        return np.repeat(per_band, self.band_size)
+
+    def merchant_volume_share(self, foreign_share: float) -> np.ndarray:
+        """Each merchant's expected share of the day's transactions (float64, sums to 1).
+
+        Exact for ``draw_merchants`` with ``foreign_share``: a country gets the payments of its
+        residents that stay at home and its share of everyone else's foreign payments, and a
+        merchant at position ``p`` of ``m`` gets ``sqrt((p + 1) / m) - sqrt(p / m)`` of its
+        country (the u**2 skew). No random draws.
+        """
+        n_countries = len(COUNTRIES)
+        resident = np.bincount(
+            self.customer_home, weights=self.customer_volume_share(), minlength=n_countries
+        )
+        country = resident * (1 - foreign_share) + (1 - resident) * foreign_share / (
+            n_countries - 1
+        )
+        merchant_country = self.merchant_country.astype(np.int64)
+        count = self.country_merchant_count[merchant_country]
+        position = np.arange(merchant_country.size) - self.country_first_merchant[merchant_country]
+        within = np.sqrt((position + 1) / count) - np.sqrt(position / count)
+        return country[merchant_country] * within
+
 
 def build_population(seed: int, n_customers: int, n_merchants: int) -> Population:
     """Draw customers and merchants with stable, seed-determined behaviour.

@@ -10,7 +10,10 @@ settings and the date, never on which other days were generated or in what order
 its own numpy generators from ``(seed, date)``, with one independent stream per purpose (clean
 data, drift, incidents, labels). Because of that, switching a scenario on never changes the clean
 part of a day, so an incident day can be compared row by row with the same day without it. Within
-a stream the draws happen in a fixed order, which the steps of a day below must keep.
+a stream the draws happen in a fixed order, which the steps of a day below must keep. Compromised
+terminals and cards last weeks, yet keep the contract: who becomes compromised on a day is drawn
+from that day's own onset stream, and a day reads the onsets of the weeks before it, never their
+data.
 
 Everything is vectorised numpy; string columns are gathered from tiny category Series, so a day of
 ten million rows takes a few seconds and about the memory of the resulting frame. Days and their
@@ -27,7 +30,15 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from resources.sources.fraud import fraud_probability
+from resources.sources.fraud import (
+    CARD_COMPROMISE_DAYS,
+    TERMINAL_COMPROMISE_DAYS,
+    card_fraud_share,
+    compromise_frauds,
+    compromise_onsets,
+    fraud_probability,
+    terminal_candidates,
+)
 from resources.sources.incidents import Scenario, apply_incidents, delivery_delay, empty_bad_rows
 from resources.sources.population import build_population
 from resources.sources.schema import (
@@ -69,8 +80,20 @@ _US_PER_DAY = 24 * _US_PER_HOUR
 _UNIX_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 # Independent random streams per day: switching a scenario on must not shift the clean draws.
-# (The population uses the date slot 0, which no day's ordinal takes.)
-_STREAM_CLEAN, _STREAM_DRIFT, _STREAM_INCIDENTS, _STREAM_LABELS = range(4)
+# (The population uses the date slot 0, which no day's ordinal takes.) The onset streams draw the
+# terminals and cards compromised on that day, which the next days read too: a day's compromised
+# set is the union of the onsets of the days within a compromise's duration before it, so any day
+# can be generated alone.
+(
+    _STREAM_CLEAN,
+    _STREAM_DRIFT,
+    _STREAM_INCIDENTS,
+    _STREAM_LABELS,
+    _STREAM_TERMINAL_ONSETS,
+    _STREAM_CARD_ONSETS,
+) = range(6)
+# Onset days kept: both kinds' durations for a few days of jumping back and forth.
+_ONSET_CACHE_SIZE = 4 * (TERMINAL_COMPROMISE_DAYS + CARD_COMPROMISE_DAYS)
 
 
 @dataclass(frozen=True)
@@ -209,11 +232,27 @@ class CardPaymentsSimulator:
         self._population = build_population(
             seed, n_customers=max(200, rows_per_day // 4), n_merchants=max(50, rows_per_day // 200)
         )
+        pop = self._population
+        self._terminal_candidates = terminal_candidates(
+            pop.merchant_volume_share(_BASE_FOREIGN_SHARE)
+        )
+        self._card_share = card_fraud_share(rows_per_day * pop.customer_volume_share())
+        # Where in their cycle the onset counts round up: from the seed alone (date slot 0).
+        self._onset_phase = {
+            kind: float(np.random.default_rng([seed, 0, stream]).random())
+            for kind, stream in (
+                ("terminal", _STREAM_TERMINAL_ONSETS),
+                ("card", _STREAM_CARD_ONSETS),
+            )
+        }
         delay_weights = np.exp(-np.arange(max_label_delay_days) / 6.0)  # most within two weeks
         self._delay_p = delay_weights / delay_weights.sum()
         # Chargebacks per transaction day are tiny (the fraud rows only); keeping the recent ones
         # lets consecutive chargebacks() calls reuse them instead of regenerating 30 days.
         self._chargeback_cache: OrderedDict[datetime.date, pl.DataFrame] = OrderedDict()
+        # A day reads the onsets of the weeks before it, and consecutive days share all but one:
+        # keeping the recent ones (tiny index arrays) saves drawing them again for every day.
+        self._onset_cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     def day(self, day: datetime.date) -> SimulatedDay:
@@ -271,6 +310,59 @@ class CardPaymentsSimulator:
             frames.append(reports.filter(pl.col("reported_at").dt.date() == report_day))
         return pl.concat(frames).sort("reported_at", "transaction_id")
 
+    def compromised_merchants(self, day: datetime.date) -> np.ndarray:
+        """Ground truth: the merchants whose terminals are compromised on ``day``.
+
+        Who becomes compromised on a day is drawn from ``(seed, that day)`` alone, and stays so
+        for ``TERMINAL_COMPROMISE_DAYS`` days, that day included. Meanwhile a substantial share
+        of the merchant's payments are fraud (see ``resources.sources.fraud``).
+
+        Returns:
+            Sorted int64 ``merchant_id`` values, as in the transactions.
+        """
+        _check_day(day)
+        return np.flatnonzero(self._compromised(day, "terminal")) + 1
+
+    def compromised_customers(self, day: datetime.date) -> np.ndarray:
+        """Ground truth: the customers whose cards are compromised on ``day``.
+
+        Who becomes compromised on a day is drawn from ``(seed, that day)`` alone, and stays so
+        for ``CARD_COMPROMISE_DAYS`` days, that day included. Meanwhile some of the customer's
+        payments are the fraudster's, for far more than the customer usually spends.
+
+        Returns:
+            Sorted int64 ``customer_id`` values, as in the transactions.
+        """
+        _check_day(day)
+        return np.flatnonzero(self._compromised(day, "card")) + 1
+
+    def _compromised(self, day: datetime.date, kind: str) -> np.ndarray:
+        """Whether each merchant (``"terminal"``) or customer (``"card"``) is compromised.
+
+        The union of the onsets of the compromise's duration up to ``day``, each onset drawn from
+        its own day's stream: no other day's data is needed.
+        """
+        if kind == "terminal":
+            stream, duration = _STREAM_TERMINAL_ONSETS, TERMINAL_COMPROMISE_DAYS
+            candidates, size = self._terminal_candidates, self._population.merchant_risk.size
+        else:
+            stream, duration = _STREAM_CARD_ONSETS, CARD_COMPROMISE_DAYS
+            candidates, size = np.arange(self._card_share.size), self._card_share.size
+        compromised = np.zeros(size, dtype=bool)
+        last = day.toordinal()
+        for onset in range(max(1, last - duration + 1), last + 1):
+            with self._cache_lock:
+                onsets = self._onset_cache.get((kind, onset))
+            if onsets is None:
+                rng = np.random.default_rng([self.seed, onset, stream])
+                onsets = compromise_onsets(rng, candidates, kind, onset, self._onset_phase[kind])
+                with self._cache_lock:
+                    self._onset_cache[(kind, onset)] = onsets
+                    while len(self._onset_cache) > _ONSET_CACHE_SIZE:
+                        self._onset_cache.popitem(last=False)
+            compromised[onsets] = True
+        return compromised
+
     def _drift_intensity(self, kind: str, day: datetime.date) -> float:
         """Combined intensity of the drifts of ``kind`` active on ``day``, capped at 1."""
         return min(
@@ -281,8 +373,10 @@ class CardPaymentsSimulator:
         """Generate the day's true transactions: population behaviour plus any active drift.
 
         The steps draw from the day's clean stream in this order - volume, timestamps,
-        customers, merchants, channels, amounts, fraud labels - and the covariate drift from its
-        own stream, so that switching the drift on leaves the other draws unchanged.
+        customers, merchants, channels, amounts, the compromised cards' and terminals' frauds,
+        fraud labels - and the covariate drift from its own stream, so that switching the drift
+        on leaves the other draws unchanged. Which cards and terminals are compromised comes from
+        the onset streams of this day and the days before it.
         """
         pop = self._population
         ordinal = day.toordinal()
@@ -301,11 +395,22 @@ class CardPaymentsSimulator:
         if covariate > 0:
             drift_rng = np.random.default_rng([self.seed, ordinal, _STREAM_DRIFT])
             _drift_covariates(drift_rng, amount, channel, covariate)
+        compromise_fraud = compromise_frauds(
+            rng,
+            customer=customer,
+            merchant=merchant,
+            amount=amount,
+            card_compromised=self._compromised(day, "card"),
+            card_share=self._card_share,
+            terminal_compromised=self._compromised(day, "terminal"),
+            concept_drift=concept,
+        )
         np.round(amount, 2, out=amount)
         np.clip(amount, MIN_AMOUNT, MAX_AMOUNT, out=amount)
 
         probability = fraud_probability(
             amount / typical,
+            amount=amount,
             foreign=foreign,
             channel=channel,
             night=night,
@@ -315,6 +420,7 @@ class CardPaymentsSimulator:
         del typical, night, foreign
         fraud = rng.random(n, dtype=np.float32) < probability
         del probability
+        fraud[compromise_fraud] = True
 
         transaction_id = np.arange(n, dtype=np.int64)
         transaction_id += (day - _EPOCH_2000).days * _ROWS_PER_DAY_ID_SPACE

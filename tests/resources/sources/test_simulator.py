@@ -350,17 +350,20 @@ def test_concept_drift_keeps_covariates_but_changes_the_fraud_pattern() -> None:
     assert _median_amount(drifted_fraud) < 0.6 * _median_amount(normal_fraud)
 
 
-def test_fraud_probability_never_decreases_with_the_amount_ratio() -> None:
+def test_fraud_probability_never_decreases_with_the_amount() -> None:
     rng = np.random.default_rng(0)
     n = 500
     ratios = np.geomspace(0.01, 1_000, 200, dtype=np.float32)
+    typical = rng.lognormal(np.log(30.0), 0.8, n)  # the amounts cross the large-amount threshold
     features = {
         "foreign": rng.random(n) < 0.2,
         "channel": rng.integers(0, len(CHANNELS), n),
         "night": rng.random(n) < 0.3,
         "merchant_risk": rng.random(n).astype(np.float32),
     }
-    curves = np.stack([fraud_probability(np.full(n, r), **features) for r in ratios])
+    curves = np.stack(
+        [fraud_probability(np.full(n, r), amount=r * typical, **features) for r in ratios]
+    )
     assert (np.diff(curves, axis=0) >= 0).all()
     assert (curves[-1] > curves[0]).all()
     assert ((curves > 0) & (curves < 1)).all()
