@@ -37,9 +37,6 @@ What is measured, and why:
   highest score of its payments; of the 100 highest-scoring cards, the share with a fraud that
   day; the mean over the test days). The ceiling of card precision (the day's fraud cards, at
   most 100, over 100) is printed next to it.
-* **Reference**: the simulator's own fraud probability of each payment (``fraud_probability``
-  of its latent risk factors: the customer's typical spend and home country, the merchant's
-  risk), the best any model could score; no model sees those factors. Not part of the target.
 * **Where the difference comes from**: Flywheel's recipe also trains on the 15 standard
   features, and the plain LightGBM on Flywheel's features, on the same rows: features and
   training, each apart.
@@ -88,9 +85,6 @@ from platform_assets.model.recipe import (
     train,
 )
 from resources.feature_store import TIMESTAMP, FeatureStoreResource
-from resources.sources.fraud import fraud_probability
-from resources.sources.schema import CHANNELS, COUNTRIES
-from resources.sources.simulator import CardPaymentsSimulator
 
 FIRST_TRAINING_DAY = datetime.date(2026, 2, 2)  # a Monday: every week runs Monday to Sunday
 WEEK = 7
@@ -103,9 +97,6 @@ ROC_AUC_TOLERANCE = 0.005  # absolute: "not behind" on ROC-AUC
 TARGET = "flywheel ahead on AP and card precision by a clear margin, not behind on ROC-AUC"
 METRICS = ("roc_auc", "average_precision", "card_precision_at_100")
 MODELS = ("flywheel", "plain_lightgbm")
-ORACLE = "oracle"  # the simulator's latent fraud probability: a ceiling, not a model
-SCORED = (*MODELS, ORACLE)
-SHOWN = {ORACLE: "oracle (ceiling)"}
 # Where the difference comes from: each side's training on the other side's features.
 RECIPE_ON_STANDARD = "flywheel_recipe_on_standard_features"
 PLAIN_ON_FLYWHEEL = "plain_lightgbm_on_flywheel_features"
@@ -155,7 +146,6 @@ class Data:
     flywheel: pl.DataFrame  # entity rows with the service's features; LABEL is the truth
     plain: pl.DataFrame  # transaction_id and STANDARD_FEATURES, in the same row order
     chargebacks: pl.DataFrame  # every report, any day
-    oracle: np.ndarray  # the simulator's fraud probability of each row
     features: list[str]  # Flywheel's model inputs
     first_day: datetime.date  # the lake's first day
     seconds: dict[str, float]
@@ -220,35 +210,10 @@ def build(tmp: Path, rows_per_day: int, weeks: int) -> Data:
         flywheel=flywheel,
         plain=plain,
         chargebacks=chargebacks,
-        oracle=latent_probability(rows_per_day, flywheel),
         features=model_features(Hyperparameters(), feature_store.feature_names()),
         first_day=days[0],
         seconds=seconds,
     )
-
-
-def latent_probability(rows_per_day: int, rows: pl.DataFrame) -> np.ndarray:
-    """The simulator's own fraud probability of each payment, from its latent risk factors.
-
-    The population (typical spend, home country, merchant risk) depends on the seed and the
-    volume only, so a simulator built with ``generate``'s settings holds the one that generated
-    the lake. Read from its private attribute: this ground truth is what no model may see.
-    """
-    population = CardPaymentsSimulator(seed=SEED, rows_per_day=rows_per_day)._population
-    customer = rows["customer_id"].to_numpy() - 1
-    merchant = rows["merchant_id"].to_numpy() - 1
-
-    def codes(column: str, values: tuple[str, ...]) -> np.ndarray:
-        mapping = {value: code for code, value in enumerate(values)}
-        return rows[column].replace_strict(mapping, return_dtype=pl.Int64).to_numpy()
-
-    return fraud_probability(
-        rows["amount"].to_numpy() / population.customer_typical_spend[customer],
-        foreign=codes("country", COUNTRIES) != population.customer_home[customer],
-        channel=codes("channel", CHANNELS),
-        night=rows.select((pl.col(TIMESTAMP) + JUST_BEFORE).dt.hour() < 6).to_series().to_numpy(),
-        merchant_risk=population.merchant_risk[merchant],
-    ).astype(np.float64)
 
 
 def early_stopping_split(rows: pl.DataFrame, config: Hyperparameters, week: Week) -> TimeSplit:
@@ -336,7 +301,6 @@ def run_week(data: Data, week: Week, known_fraud_days: int) -> dict[str, Any]:
         "plain_lightgbm": plain_model.predict_proba(
             data.plain.filter(in_test).select(STANDARD_FEATURES).to_numpy()
         )[:, 1],
-        ORACLE: data.oracle[in_test.to_numpy()],
     }
     standard = data.plain.with_columns(data.flywheel[TIMESTAMP])
     crossed = train(
@@ -416,16 +380,14 @@ def verdict(means: dict[str, dict[str, float]]) -> dict[str, bool]:
 
 def report(args: argparse.Namespace, data: Data, weeks: list[dict[str, Any]]) -> dict[str, Any]:
     """Print the tables and return the figures of the JSON line."""
-    means = {model: mean(weeks, model) for model in SCORED}
+    means = {model: mean(weeks, model) for model in MODELS}
     rows = []
     for w in weeks:
-        for model in SCORED:
-            rows.append([f"week {w['week']}", w["test_days"], SHOWN.get(model, model),
+        for model in MODELS:
+            rows.append([f"week {w['week']}", w["test_days"], model,
                          *(w[model][metric] for metric in METRICS)])  # fmt: skip
-    for model in SCORED:
-        rows.append(
-            ["mean", f"{len(weeks)} weeks", SHOWN.get(model, model), *means[model].values()]
-        )
+    for model in MODELS:
+        rows.append(["mean", f"{len(weeks)} weeks", model, *means[model].values()])
     ours, plain = means["flywheel"], means["plain_lightgbm"]
     rows.append(["mean", "", "flywheel - plain", *(ours[m] - plain[m] for m in METRICS)])
     print_table(
@@ -433,8 +395,7 @@ def report(args: argparse.Namespace, data: Data, weeks: list[dict[str, Any]]) ->
         "features, recipe.train, default Hyperparameters) next to a plain LightGBM "
         "(n_estimators=100) on the 15 standard features; train 1 week, gap 7 days, test 1 week; "
         f"{args.rows_per_day:,} payments a day; known-compromised cards removed (chargeback "
-        f"reported in the {args.known_fraud_days} days before the test week); oracle: the "
-        "simulator's own fraud probability, a ceiling",
+        f"reported in the {args.known_fraud_days} days before the test week)",
         ["week", "test days", "model", "ROC-AUC", "average precision", "card precision @ 100"],
         rows,
     )
@@ -464,12 +425,12 @@ def report(args: argparse.Namespace, data: Data, weeks: list[dict[str, Any]]) ->
         "models and scores; only the rows kept differ)",
         ["known-compromised cards", "test rows kept %", "model", "ROC-AUC", "average precision",
          "card precision @ 100", "card precision ceiling"],
-        [[text if model == SCORED[0] else "",
+        [[text if model == MODELS[0] else "",
           100 * sum(w["removal_rules"][rule]["rows"] for w in weeks)
           / sum(w["test_rows_in_week"] for w in weeks),
-          SHOWN.get(model, model), *mean(weeks, model, rule).values(),
+          model, *mean(weeks, model, rule).values(),
           float(np.mean([w["removal_rules"][rule]["card_precision_ceiling"] for w in weeks]))]
-         for rule, text in rules.items() for model in SCORED],
+         for rule, text in rules.items() for model in MODELS],
     )  # fmt: skip
     grid = (
         (f"Flywheel's {len(data.features)}", "Flywheel's recipe", "flywheel"),
@@ -502,7 +463,7 @@ def report(args: argparse.Namespace, data: Data, weeks: list[dict[str, Any]]) ->
         "bench": "model_quality",
         "rows_per_day": args.rows_per_day,
         "weeks": len(weeks),
-        **{model: {k: round(v, 4) for k, v in means[model].items()} for model in SCORED},
+        **{model: {k: round(v, 4) for k, v in means[model].items()} for model in MODELS},
         "target": TARGET,
         "met": all(met.values()),
         "met_by_metric": met,
@@ -522,7 +483,7 @@ def report(args: argparse.Namespace, data: Data, weeks: list[dict[str, Any]]) ->
                 "flywheel_rounds": w["flywheel_rounds"],
                 **{
                     model: {metric: round(w[model][metric], 4) for metric in METRICS}
-                    for model in SCORED
+                    for model in MODELS
                 },
             }
             for w in weeks
@@ -530,7 +491,7 @@ def report(args: argparse.Namespace, data: Data, weeks: list[dict[str, Any]]) ->
         "removal_rules": {
             rule: {
                 model: {k: round(v, 4) for k, v in mean(weeks, model, rule).items()}
-                for model in SCORED
+                for model in MODELS
             }
             for rule in rules
         },
