@@ -27,7 +27,7 @@ from resources.clock import Clock
 from resources.feature_store import FeatureStoreResource
 from resources.lake import Lake
 from resources.model_registry import CHAMPION, THRESHOLD_TAG, ModelRegistry
-from resources.prediction_log import BATCH, PredictionLog
+from resources.prediction_log import BATCH, LOG_COLUMNS, PredictionLog
 
 
 @asset(
@@ -111,7 +111,10 @@ def _log_rows(
     clock: Clock,
 ) -> pl.DataFrame:
     """The scored payments as prediction log rows: who, when, which model, inputs, decision."""
-    features = [pl.col(name).cast(pl.Float64) for name in booster.feature_name()]
+    # A model input the log keeps anyway (the amount) is its own column, logged once.
+    features = [
+        pl.col(name).cast(pl.Float64) for name in booster.feature_name() if name not in LOG_COLUMNS
+    ]
     return rows.select(
         *features,
         request_id=pl.col("transaction_id").cast(pl.String),

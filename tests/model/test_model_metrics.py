@@ -93,6 +93,13 @@ def test_slices_cover_channel_country_amount_band_and_new_customers(holdout):
         assert (np.sum(family, axis=0) == 1).all(), prefix
 
 
+def test_a_dataset_without_channel_or_country_has_no_slice_by_them(holdout):
+    rows, _, _ = holdout
+    unknown = pl.lit(None, dtype=pl.String)
+    masks = slice_masks(rows.with_columns(channel=unknown, country=unknown))
+    assert {name.split(":")[0] for name in masks} == {"amount", "customer"}
+
+
 def test_a_better_candidate_passes_every_rule(holdout):
     rows, labels, risk = holdout
     failed, verdicts = judge(rows, labels, model(risk, 0.3, 1), model(risk, 1.0, 2))

@@ -59,6 +59,9 @@ WITHOUT_TRANSACTION_CONTEXT = {
     "monotone_increasing": ["merchant_chargeback_rate"],
 }
 LOW_FLOORS = {"floors": {"pr_auc": 0.01, "roc_auc": 0.6}}
+# v2 must pass the gate against v1 to be released as a canary here; the gate's own rules are
+# tested in tests/model. On 10 days a slice of small amounts can swing past the default 0.02.
+V2_GATE = {**LOW_FLOORS, "slice_tolerance": 0.1}
 GATE = ("candidate_model", "evaluation_report")
 RELEASE = ("canary_release", "canary_analysis", "production_model")
 
@@ -92,7 +95,7 @@ def platform(tmp_path_factory) -> Iterator[LocalPlatform]:
             run_config={"ops": {"training_set": {"config": {"days": 10}}}},
         ).success
         chain(local, GATE + RELEASE, WITHOUT_TRANSACTION_CONTEXT, LOW_FLOORS)  # v1, direct
-        chain(local, GATE, gate=LOW_FLOORS)  # v2, gated against v1, not released yet
+        chain(local, GATE, gate=V2_GATE)  # v2, gated against v1, not released yet
         assert str(local.registry.champion().version) == "1"
         yield local
 
@@ -206,6 +209,9 @@ def test_a_payment_is_scored_on_its_online_features_and_logged(platform, service
     )
     # The on-demand features were computed from the request: 05:00 UTC.
     assert row["hour_of_day"] == 5 and row["txn_count_30d"] > 0
+    # A dataset without a country sends none: the payment is scored, is_foreign left missing.
+    without = {k: v for k, v in payment(transaction_id="t-2").items() if k != "country"}
+    assert 0 <= service.http.post("/predict", json=without).json()["score"] <= 1
 
 
 def test_bad_input_gets_422_naming_the_field_and_the_rule(service, served_by_v1):
