@@ -29,6 +29,7 @@ from platform_assets.common.bootstrap import BASELINE_DAYS, landed_days
 from platform_assets.common.catalog import INGESTION
 from platform_assets.common.keys import (
     CHAMPION_SCORES,
+    CUSTOMER_DAILY_ACTIVITY,
     CUSTOMER_FEATURES,
     MERCHANT_FEATURES,
     MODEL_MONITORING_REPORT,
@@ -59,7 +60,7 @@ FRESHNESS_LOOKBACK_DAYS = 7
 
 # A day: fetched, checked and split, its labels fetched and its feature rows computed...
 DAY_SELECTION = AssetSelection.groups(INGESTION) | AssetSelection.assets(
-    CUSTOMER_FEATURES, MERCHANT_FEATURES
+    CUSTOMER_DAILY_ACTIVITY, CUSTOMER_FEATURES, MERCHANT_FEATURES
 )
 # ...then scored by that day's champion and reported on.
 MONITORING_SELECTION = AssetSelection.assets(CHAMPION_SCORES, MODEL_MONITORING_REPORT)
@@ -73,8 +74,9 @@ ingestion_job = define_asset_job(
     partitions_def=daily_partitions,
     description=(
         "Fetch, check and split one day of transactions, fetch that day's labels, compute the "
-        "day's customer and merchant feature rows, score the day with that day's champion and "
-        "report on it (a day before the first champion stops after its features)."
+        "day's customer activity and customer and merchant feature rows, score the day with "
+        "that day's champion and report on it (a day before the first champion stops after "
+        "its features)."
     ),
 )
 

@@ -2,7 +2,9 @@
 
 Each day is computed from validated transactions only (quarantined rows never become features)
 and depends on the trailing days its windows reach back over, so a new day costs one day's
-computation and never rewrites history.
+computation and never rewrites history. A day of customer rows reads its own payments, the three
+days its windows' edges fall in and one row per customer and day of the month before
+(``customer_daily_activity``), not a month of payments: its cost does not grow with the windows.
 
 A window is never silently short. The days before the platform's history began are no hole: the
 first days of history have none before them. A day of the history that has not landed (its run
@@ -33,7 +35,12 @@ from dagster import (
 from platform_assets.common.bootstrap import history_start
 from platform_assets.common.catalog import FEATURES, daily_table
 from platform_assets.common.datasets import dataset_output
-from platform_assets.common.keys import FRAUD_LABELS, RAW_TRANSACTIONS, VALIDATED_TRANSACTIONS
+from platform_assets.common.keys import (
+    CUSTOMER_DAILY_ACTIVITY,
+    FRAUD_LABELS,
+    RAW_TRANSACTIONS,
+    VALIDATED_TRANSACTIONS,
+)
 from platform_assets.common.partitions import FIRST_BUSINESS_DAY, daily_partitions, partition_day
 from platform_assets.features import engineering
 from resources.clock import Clock
@@ -91,10 +98,13 @@ def missing_days(description: str, missing: dict[str, list[str]]) -> Failure:
     )
 
 
-def _trailing(key: AssetKey, days: int) -> list[AssetDep]:
-    """A dependency on the same day of ``key`` and the ``days`` before it."""
+def _trailing(key: AssetKey, days: int, through: int = 0) -> list[AssetDep]:
+    """A dependency on the ``days`` days of ``key`` before the same day and the next ones.
+
+    Up to ``through`` days from the same day: 0 for the same day, -1 for the day before.
+    """
     mapping = TimeWindowPartitionMapping(
-        start_offset=-days, allow_nonexistent_upstream_partitions=True
+        start_offset=-days, end_offset=through, allow_nonexistent_upstream_partitions=True
     )
     return [AssetDep(key, partition_mapping=mapping)]
 
@@ -121,8 +131,8 @@ def _history(
     asset_key: AssetKey,
     days: list[datetime.date],
     history_from: str,
-) -> tuple[pl.LazyFrame | None, dict[str, Any]]:
-    """Scan the stored partitions of ``days`` (from the first business day on), None if none is.
+) -> tuple[list[str], dict[str, Any]]:
+    """The stored partitions of ``days`` (from the first business day on), and their metadata.
 
     The partition's own day of transactions must be stored, and every day from ``history_from``
     on must have landed (a halted or failed day is left out, named in the metadata).
@@ -166,10 +176,58 @@ def _history(
         f"{asset_key.path[-1]}_days_read": MetadataValue.int(len(stored)),
         f"{asset_key.path[-1]}_days_missing": MetadataValue.text(", ".join(missing) or "none"),
     }
-    return (lake.scan_partitions(asset_key, stored) if stored else None), metadata
+    return stored, metadata
 
 
-@feature_table(deps=_trailing(VALIDATED_TRANSACTIONS, days=engineering.CUSTOMER_HISTORY.days))
+def _activity(
+    context: AssetExecutionContext, lake: Lake, days: list[datetime.date], stored: list[str]
+) -> tuple[pl.LazyFrame, dict[str, Any]]:
+    """The daily activity of those of ``days`` whose transactions are ``stored``.
+
+    A day whose activity is not stored (still on its way in the day's own run, or ingested before
+    ``customer_daily_activity`` existed) is derived from its transactions here, and named.
+    """
+    wanted = [day.isoformat() for day in days if day.isoformat() in stored]
+    computed = lake.stored_partitions(CUSTOMER_DAILY_ACTIVITY, wanted)
+    parts = [lake.scan_partitions(CUSTOMER_DAILY_ACTIVITY, computed)] if computed else []
+    if derived := sorted(set(wanted) - set(computed)):
+        context.log.info(
+            f"customer_daily_activity of {len(derived)} day(s) is not stored, derived from their "
+            f"transactions ({derived[0]}..{derived[-1]}); materialize those days to spare it"
+        )
+        transactions = lake.scan_partitions(VALIDATED_TRANSACTIONS, derived)
+        parts.append(engineering.customer_daily_activity(transactions).lazy())
+    metadata = {
+        "customer_daily_activity_days_read": MetadataValue.int(len(computed)),
+        "customer_daily_activity_days_derived": MetadataValue.text(", ".join(derived) or "none"),
+    }
+    if not parts:
+        return pl.LazyFrame(schema=engineering.CUSTOMER_ACTIVITY_SCHEMA), metadata
+    return pl.concat(parts), metadata
+
+
+@daily_table(FEATURES, kinds={"polars", "parquet"})(deps=[VALIDATED_TRANSACTIONS])
+def customer_daily_activity(context: AssetExecutionContext, lake: Lake):
+    """Each customer's payments of the day per country: count, amount sum, spread and maximum.
+
+    What the 7- and 30-day windows of ``customer_features`` and its home country need of a whole
+    day, kept once: a day of customer rows reads these rows for the month before it instead of
+    the month's payments. The spread is the sum of squared deviations from the mean (M2), which
+    combines across days exactly.
+    """
+    stored, _ = _history(
+        context, lake, VALIDATED_TRANSACTIONS, [partition_day(context.partition_key)], ""
+    )
+    rows = engineering.customer_daily_activity(lake.scan_partitions(VALIDATED_TRANSACTIONS, stored))
+    return dataset_output(rows, customers=MetadataValue.int(rows["customer_id"].n_unique()))
+
+
+@feature_table(
+    deps=[
+        *_trailing(VALIDATED_TRANSACTIONS, days=engineering.CUSTOMER_HISTORY.days),
+        *_trailing(CUSTOMER_DAILY_ACTIVITY, days=engineering.CUSTOMER_HISTORY.days, through=-1),
+    ]
+)
 def customer_features(
     context: AssetExecutionContext, lake: Lake, clock: Clock, label_policy: LabelPolicy
 ):
@@ -177,16 +235,24 @@ def customer_features(
 
     Counts and amounts over the last 1 h, 24 h, 7 and 30 days, distinct merchants, home country
     and the time of the payment. The source of Feast's ``customer_behaviour`` view
-    (``feature_repo/fraud_detection.py``).
+    (``feature_repo/fraud_detection.py``). Computed from the day's payments, those of the days
+    its windows' edges fall in and ``customer_daily_activity`` of the month before.
     """
     day = partition_day(context.partition_key)
     days = engineering.customer_history_days([day])
     history_from = _history_start(context, clock, label_policy.maturity_days, days)
-    history, metadata = _history(context, lake, VALIDATED_TRANSACTIONS, days, history_from)
-    assert history is not None  # the partition's own day is stored, or _history raised
-    rows = engineering.customer_features(history, [day])
+    stored, metadata = _history(context, lake, VALIDATED_TRANSACTIONS, days, history_from)
+    activity, activity_metadata = _activity(
+        context, lake, engineering.customer_activity_days(day), stored
+    )
+    edges = [d.isoformat() for d in engineering.customer_edge_days(day)]
+    transactions = lake.scan_partitions(VALIDATED_TRANSACTIONS, [d for d in edges if d in stored])
+    rows = engineering.customer_features_incremental(transactions, activity, day)
     return dataset_output(
-        rows, customers=MetadataValue.int(rows["customer_id"].n_unique()), **metadata
+        rows,
+        customers=MetadataValue.int(rows["customer_id"].n_unique()),
+        **metadata,
+        **activity_metadata,
     )
 
 
@@ -216,10 +282,9 @@ def merchant_features(
     history_from = _history_start(context, clock, label_policy.maturity_days, days)
     transactions, metadata = _history(context, lake, VALIDATED_TRANSACTIONS, days, history_from)
     labels, label_metadata = _history(context, lake, FRAUD_LABELS, days, history_from)
-    assert transactions is not None  # the partition's own day is stored, or _history raised
     rows = engineering.merchant_features(
-        transactions,
-        EMPTY_LABELS if labels is None else labels,
+        lake.scan_partitions(VALIDATED_TRANSACTIONS, transactions),
+        lake.scan_partitions(FRAUD_LABELS, labels) if labels else EMPTY_LABELS,
         [day],
         label_policy.maturity_days,
         label_policy.merchant_risk_window_days,

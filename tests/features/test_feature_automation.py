@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from dagster import AssetKey, AssetSelection, evaluate_automation_conditions, instance_for_test
-from support.harness import LocalPlatform
+from support.harness import DAY_FEATURES, LocalPlatform
 
 from resources.feature_store import FEATURE_REPO
 
@@ -45,9 +45,7 @@ def test_registry_applies_on_start_and_change_and_online_store_follows_new_rows(
         assert requested(second) == set()  # nothing new to load
 
         assert platform.ingest("2026-01-02").success
-        assert platform.materialize(
-            AssetSelection.assets("customer_features", "merchant_features"), "2026-01-02"
-        ).success
+        assert platform.materialize(DAY_FEATURES, "2026-01-02").success
         third = tick(second.cursor)
         assert requested(third) == {"online_features"}
         assert platform.materialize(AssetSelection.assets(ONLINE)).success

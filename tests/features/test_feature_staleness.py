@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from dagster import AssetSelection, instance_for_test
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
-from support.harness import LocalPlatform
+from support.harness import DAY_FEATURES, LocalPlatform
 
 from resources.feature_store import FEATURE_REPO
 
@@ -64,9 +64,7 @@ def test_changing_a_feature_definition_marks_downstream_stale(tmp_path: Path):
         )
         for day in ("2026-01-01", "2026-01-02"):
             assert platform.ingest(day).success
-            assert platform.materialize(
-                AssetSelection.assets("customer_features", "merchant_features"), day
-            ).success
+            assert platform.materialize(DAY_FEATURES, day).success
         assert platform.materialize(
             AssetSelection.assets("feature_store_registry", "online_features")
         ).success

@@ -24,7 +24,7 @@ from dagster import (
     evaluate_automation_conditions,
     instance_for_test,
 )
-from support.harness import LocalPlatform, days, scenario
+from support.harness import DAY_FEATURES, LocalPlatform, days, scenario
 
 from platform_assets.common.keys import (
     CUSTOMER_FEATURES,
@@ -40,7 +40,7 @@ from sensors.bootstrap import bootstrap_sensor
 
 pytestmark = pytest.mark.asset_graph
 
-FEATURES = AssetSelection.assets(CUSTOMER_FEATURES, MERCHANT_FEATURES)
+FEATURES = DAY_FEATURES
 NOW = "2026-01-14T06:00:00+00:00"
 LABEL_DELAY = 3
 
@@ -123,6 +123,9 @@ def test_the_days_before_the_first_ingested_day_are_no_hole(
         assert result.success, errors(result)
     metadata = feature_metadata(result, CUSTOMER_FEATURES)
     assert metadata["validated_transactions_days_read"] == 2
+    # The day before's activity, stored by its run: read, not derived again.
+    assert metadata["customer_daily_activity_days_read"] == 1
+    assert metadata["customer_daily_activity_days_derived"] == "none"
 
 
 def test_the_days_before_the_bootstrap_history_are_no_hole(
@@ -136,9 +139,11 @@ def test_the_days_before_the_bootstrap_history_are_no_hole(
     for day, read in (("2026-01-12", 2), ("2026-01-13", 3)):
         result = platform.materialize(FEATURES, day)
         assert result.success, errors(result)
-        assert (
-            feature_metadata(result, CUSTOMER_FEATURES)["validated_transactions_days_read"] == read
-        )
+        metadata = feature_metadata(result, CUSTOMER_FEATURES)
+        assert metadata["validated_transactions_days_read"] == read
+        # 01-05's activity was never stored (its features were not computed): derived from its
+        # payments, as on an instance from before customer_daily_activity.
+        assert metadata["customer_daily_activity_days_derived"] == "2026-01-05"
 
 
 def test_a_halted_day_is_left_out_and_named_and_its_own_rows_are_not_retried(

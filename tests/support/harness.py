@@ -22,6 +22,11 @@ from resources.quality_policy import QualityPolicy
 from resources.release_policy import ReleasePolicy
 from resources.sources.systems import ScenarioConfig, SimulatedSource
 
+# A day's feature rows, as the daily job computes them after the day's ingestion.
+DAY_FEATURES = AssetSelection.assets(
+    "customer_daily_activity", "customer_features", "merchant_features"
+)
+
 # The assets that take a training set to a champion, in the order they materialize.
 TO_A_CHAMPION = (
     "training_set",
@@ -119,10 +124,9 @@ class LocalPlatform:
 
     def ingest_with_features(self, days: Sequence[str]) -> None:
         """Ingest each day, then compute its feature rows, as the daily job does."""
-        features = AssetSelection.assets("customer_features", "merchant_features")
         for day in days:
             assert self.ingest(day).success, day
-            assert self.materialize(features, day).success, day
+            assert self.materialize(DAY_FEATURES, day).success, day
 
     def accept_baseline(self, days: Sequence[str], reason: str = "test") -> ExecuteInProcessResult:
         config = {"partitions": list(days), "reason": reason}

@@ -22,7 +22,11 @@ from platform_assets.definitions import build_definitions, stage_assets
 from platform_assets.model.evaluation_report import GATE_CHECK
 from resources.clock import Clock
 
-FEATURES = AssetSelection.assets("customer_features", "merchant_features")
+# A day's feature rows (support/harness.py's DAY_FEATURES: this script runs on its own path).
+DAY_FEATURES = AssetSelection.assets(
+    "customer_daily_activity", "customer_features", "merchant_features"
+)
+
 TO_THE_GATE = AssetSelection.assets(
     "feature_store_registry", "training_set", "candidate_model", "evaluation_report"
 )
@@ -59,7 +63,7 @@ def onboard(plan: dict[str, Any]) -> dict[str, Any]:
 
     for position, day in enumerate(plan["days"]):
         # The daily job's work in one run: the day's ingestion, then its feature rows.
-        record(f"day {day}", run(AssetSelection.groups("ingestion") | FEATURES, day))
+        record(f"day {day}", run(AssetSelection.groups("ingestion") | DAY_FEATURES, day))
         if position + 1 == len(plan["baseline_days"]):
             baseline = {"partitions": plan["baseline_days"], "reason": "onboarding"}
             config = {"ops": {"transaction_baseline": {"config": baseline}}}
