@@ -93,6 +93,7 @@ from helpers.datasets import (
     scan,
 )
 from helpers.memory import run_measured
+from helpers.new_day import big_day, new_day
 from helpers.output import feast_output, progress
 from helpers.tables import cell, print_table
 
@@ -106,10 +107,23 @@ MERCHANT_VIEW = "merchant_risk"
 
 TARGET_HISTORICAL_S = 60.0
 TARGET_ONLINE_1_P99_MS = 5.0
+# A new day of customer rows (1M payments), and its peak extra memory against the day's data.
+TARGET_NEW_DAY_S = 5.0
+TARGET_NEW_DAY_MEMORY = 2.0
 
 WARMUP_CALLS = 100
-QUICK = {"rows_per_day": 50_000, "historical_rows": 100_000, "online_calls": 300}
-FULL = {"rows_per_day": 1_000_000, "historical_rows": 1_000_000, "online_calls": 2_000}
+QUICK = {
+    "rows_per_day": 50_000,
+    "historical_rows": 100_000,
+    "online_calls": 300,
+    "big_day_rows": 500_000,
+}
+FULL = {
+    "rows_per_day": 1_000_000,
+    "historical_rows": 1_000_000,
+    "online_calls": 2_000,
+    "big_day_rows": 10_000_000,
+}
 # Shares of --historical-rows retrieved, in this order; the last is the figure of the target.
 HISTORICAL_LADDER = (0.1, 0.3, 1.0)
 
@@ -403,6 +417,15 @@ def configure_duckdb(spill: Path, memory_limit: str, max_spill: str) -> dict[str
     }
 
 
+def measure_new_days(
+    args: argparse.Namespace, days: list[datetime.date], lake: Path, out: dict[str, Any]
+) -> None:
+    """1b. The last day of customer rows both ways, then a big day by the incremental path."""
+    out["new_day"] = new_day(lake, days[-1], recompute=True)
+    if args.big_day_rows:
+        out["big_day"] = big_day(lake.parent, args.big_day_rows, days[-1], SEED)
+
+
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run every step on a temporary lake and return the raw measurements."""
     days = calendar(FIRST_DAY, args.days)
@@ -412,6 +435,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         progress(f"generating {args.days} days x {args.rows_per_day:,} rows into {lake}")
         out["generate"] = generate(lake, args.rows_per_day, days)
 
+        measure_new_days(args, days, lake, out)
+        if args.new_day_only:
+            return out
         # 1. Feature computation, ours alone (Feast computes no features): timed per table
         # inside helpers.datasets.compute_features, which training.py builds its data with too.
         out["compute"] = compute_features(lake, days)
@@ -495,8 +521,80 @@ def _differing(comparison: dict[str, Any] | None) -> Any:
     return "n/a" if rows is None else rows
 
 
+def report_new_days(args: argparse.Namespace, m: dict[str, Any]) -> dict[str, Any]:
+    """Print the new day's table; return its JSON figures, targets included."""
+    nd, big = m["new_day"], m.get("big_day")
+    inc, rec = nd["incremental"], nd["recomputation"]
+
+    def line(name: str, day: dict[str, Any], x: dict[str, Any] | None) -> list[Any]:
+        if x is None:
+            return [name, day["day_transactions"], day["day_mb"], "skipped", "-", "-", "-", "-"]
+        return [name, day["day_transactions"], day["day_mb"], x["seconds"], x["extra_mb"],
+                x["extra_mb"] / day["day_mb"], x["rows"], x["rows_mb"]]  # fmt: skip
+
+    rows = [
+        line("today's recomputation (customer_features, 30 days of payments)", nd, rec),
+        line("incremental (the day's activity + customer_features_incremental)", nd, inc),
+    ]
+    if big:
+        rows.append(line("incremental, big day", big, big["incremental"]))
+        # Today's path holds the month's payments: its peak scales with them.
+        estimate = rec["extra_mb"] * big["day_transactions"] / nd["day_transactions"]
+        rows.append(
+            line(f"recomputation, big day (estimated peak {estimate / 1024:,.1f} GB)", big, None)
+        )
+    print_table(
+        f"1b. A new day of customer features ({nd['day']}): today's recomputation next to the "
+        "incremental path, each in a fresh process; extra = peak RSS - RSS before",
+        ["path", "payments of the day", "day's data MB", "seconds", "peak extra MB",
+         "extra / day's data", "rows out", "rows out MB"],
+        rows,
+    )  # fmt: skip
+    activity = nd.get("activity_per_day") or {"mean_s": 0.0, "max_s": 0.0}
+    print(
+        f"customer_daily_activity of a day before: {activity['mean_s']:.2f} s mean, "
+        f"{activity['max_s']:.2f} s max; rows of both paths equal (floats within a relative "
+        f"{nd['max_relative_difference']!r}; None: a value differs)"
+    )
+    scale = "" if args.rows_per_day >= 1_000_000 else " (REDUCED: the targets are for 1M)"
+    targets = {
+        f"new day s <= {TARGET_NEW_DAY_S}{scale}": inc["seconds"] <= TARGET_NEW_DAY_S,
+        f"new day peak extra <= {TARGET_NEW_DAY_MEMORY} x the day's data{scale}": (
+            inc["extra_mb"] <= TARGET_NEW_DAY_MEMORY * nd["day_mb"]
+        ),
+        "new day rows equal": nd["max_relative_difference"] is not None
+        and nd["max_relative_difference"] <= 1e-9,
+    }
+    if args.big_day_rows:
+        targets[f"a {args.big_day_rows:,}-payment day completes"] = big is not None
+
+    def figures(x: dict[str, Any] | None) -> dict[str, Any] | None:
+        if x is None:
+            return None
+        return {k: round(x[k], 3) for k in ("seconds", "extra_mb", "peak_mb", "rows_mb")}
+
+    return {
+        "new_day_transactions": nd["day_transactions"],
+        "new_day_data_mb": round(nd["day_mb"], 1),
+        "new_day_incremental": figures(inc),
+        "new_day_recomputation": figures(rec),
+        "new_day_max_relative_difference": nd["max_relative_difference"],
+        "new_day_activity_s": round(activity["mean_s"], 3),
+        "big_day_transactions": big["day_transactions"] if big else None,
+        "big_day_data_mb": round(big["day_mb"], 1) if big else None,
+        "big_day_incremental": figures(big["incremental"]) if big else None,
+        "targets": targets,
+    }
+
+
 def report(args: argparse.Namespace, m: dict[str, Any]) -> dict[str, Any]:
     """Print the tables and return the figures of the JSON line."""
+    new_days = report_new_days(args, m)
+    if args.new_day_only:
+        met = all(new_days["targets"].values())
+        print("all targets met" if met else "NOT all targets met")
+        return {"bench": "features", "rows_per_day": args.rows_per_day, **new_days,
+                "targets_met": met}  # fmt: skip
     generated, compute, ladder = m["generate"], m["compute"], m["historical"]
     cust, merch = compute["customer"], compute["merchant"]
     day, backfill = m["materialize"]["day"], m["materialize"]["backfill"]
@@ -685,7 +783,7 @@ def report(args: argparse.Namespace, m: dict[str, Any]) -> dict[str, Any]:
     ]  # fmt: skip
     peaks = [cust["peak_mb"], merch["peak_mb"], backfill["peak_mb"], day["peak_mb"]]
     peaks += [e["peak_mb"] for x in ladder for e in (x["polars"], x["feast"]) if e]
-    targets: dict[str, bool] = {}
+    targets: dict[str, bool] = dict(new_days["targets"])
     rows = []
     for step, path, figure, value, target in checks:
         if target is None:
@@ -783,6 +881,7 @@ def report(args: argparse.Namespace, m: dict[str, Any]) -> dict[str, Any]:
         "skew_entities": sk["entities"],
         "skew_mismatches": sk["mismatches"],
         "process_peak_rss_mb": round(max(peaks), 1),
+        **new_days,
         "targets": targets,
         "targets_met": all(targets.values()),
     }
@@ -801,6 +900,17 @@ def main() -> None:
     parser.add_argument("--batch-calls", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--skew-sample", type=int, default=100)
+    parser.add_argument(
+        "--big-day-rows",
+        type=int,
+        help="payments of the big day (incremental path only); 0 skips it. Default 10_000_000 "
+        "(quick: 500_000)",
+    )
+    parser.add_argument(
+        "--new-day-only",
+        action="store_true",
+        help="only step 1b: a new day of customer features both ways, and the big day",
+    )
     parser.add_argument(
         "--duckdb-memory-limit",
         default="12GB",

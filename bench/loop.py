@@ -105,12 +105,13 @@ CANDIDATE_MODEL = AssetKey("candidate_model")
 EVALUATION_REPORT = AssetKey("evaluation_report")
 CANARY_RELEASE = AssetKey("canary_release")
 # What a day's ingestion run records once a champion exists, after the day's feature rows.
-DAY_FEATURES = ("customer_features", "merchant_features")
+DAY_FEATURES = ("customer_daily_activity", "customer_features", "merchant_features")
 DAY_MONITORING = ("champion_scores", "model_monitoring_report")
 # What the first champion needs: a run that records one of these is part of the chain.
 CHAIN = {
     "raw_transactions", "fraud_labels", "validated_transactions", "quarantined_transactions",
-    "customer_features", "merchant_features", "transaction_baseline", "feature_store_registry",
+    "customer_daily_activity", "customer_features", "merchant_features", "transaction_baseline",
+    "feature_store_registry",
     "training_set", "candidate_model", "evaluation_report", "canary_release", "canary_analysis",
     "production_model",
 }  # fmt: skip
