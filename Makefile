@@ -15,6 +15,10 @@ export UV_COMPILE_BYTECODE := 1
 # Use the system trust store, so uv works behind TLS-inspecting proxies as pip does.
 export UV_SYSTEM_CERTS := 1
 export DO_NOT_TRACK := 1
+# LightGBM's OpenMP threads spin up to 300,000 times at a barrier before they sleep: on two cores
+# shared with the platform's other processes (or the other test worker) a 15 CPU-s training
+# spent 37-43 CPU-s. 10,000 spins: 20 CPU-s there, and an idle machine's speed kept.
+export GOMP_SPINCOUNT ?= 10000
 
 MLFLOW_STORE := $(CURDIR)/.flywheel/data/mlflow
 MLFLOW_PORT := 5000

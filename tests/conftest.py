@@ -15,6 +15,9 @@ from dagster import DagsterInstance, instance_for_test
 from support.harness import LocalPlatform
 
 TESTS = Path(__file__).parent
+# LightGBM's OpenMP threads sleep after a short spin when the other worker needs the core (the
+# Makefile's GOMP_SPINCOUNT, for a pytest run outside make), set before libgomp loads.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 # Temporary files in memory when the machine has a tmpfs: every Dagster event, MLflow run and
 # prediction is a SQLite commit, and on a disk each waits for its fsync (a third of the model
 # tests' time on CI's machine). Set before pytest picks its base folder, and inherited by the
