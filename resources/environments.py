@@ -14,7 +14,9 @@ systems through environment variables (``dagster.EnvVar``, resolved when a run s
 - ``FLYWHEEL_FEAST_REGISTRY_URL``, ``FLYWHEEL_REDIS_CONNECTION``: Feast's SQL registry and
   Redis online store (``feature_repo/feature_store.prod.yaml``);
 - ``FLYWHEEL_MLFLOW_TRACKING_URI``: the MLflow tracking server and model registry;
-- ``FLYWHEEL_PREDICTION_LOG_URL``: PostgreSQL URL of the prediction log.
+- ``FLYWHEEL_PREDICTION_LOG_URL``: PostgreSQL URL of the prediction log;
+- ``FLYWHEEL_DASK_SCHEDULER_ADDRESS`` (optional): the Dask cluster models train on
+  (``resources/dask_cluster.py``); unset, they train in the run's own process.
 """
 
 import os
@@ -25,6 +27,7 @@ from dagster import EnvVar
 
 from resources.alerting import LocalAlerter, WebhookAlerter
 from resources.clock import Clock
+from resources.dask_cluster import DaskCluster
 from resources.feature_store import FEATURE_REPO, FeatureStoreResource
 from resources.label_policy import LabelPolicy
 from resources.lake import Lake, LakeIOManager, RecordIOManager
@@ -96,6 +99,7 @@ def build_resources(
             "alerter": LocalAlerter(alerts_file=str(root / "alerts.jsonl")),
             **_policies(),
             "prediction_log": PredictionLog(url=f"sqlite:///{root / 'predictions.db'}"),
+            "training_cluster": DaskCluster(),
             "feature_store": FeatureStoreResource(
                 repo_path=str(feature_repo),
                 lake_root=str(root / "lake"),
@@ -127,6 +131,10 @@ def build_resources(
             "alerter": WebhookAlerter(webhook_url=EnvVar("FLYWHEEL_ALERT_WEBHOOK_URL")),
             **_policies(),
             "prediction_log": PredictionLog(url=EnvVar("FLYWHEEL_PREDICTION_LOG_URL")),
+            # Optional, read at load like the source's: unset trains in the run's process.
+            "training_cluster": DaskCluster(
+                scheduler_address=os.environ.get("FLYWHEEL_DASK_SCHEDULER_ADDRESS", "")
+            ),
             "feature_store": FeatureStoreResource(
                 repo_path=str(feature_repo),
                 config_file="feature_store.prod.yaml",

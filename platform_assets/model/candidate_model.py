@@ -46,6 +46,7 @@ from platform_assets.monitoring.reference import (
     reference_sample,
     training_reference,
 )
+from resources.dask_cluster import DaskCluster
 from resources.feature_store import FeatureStoreResource
 from resources.lake import Lake
 from resources.model_registry import ModelRegistry
@@ -79,11 +80,13 @@ def candidate_model(
     feature_store: FeatureStoreResource,
     model_registry: ModelRegistry,
     lake: Lake,
+    training_cluster: DaskCluster,
     mlflow: ResourceParam[Any],
 ) -> Output[dict[str, Any]]:
     """A LightGBM fraud model trained on the training set, registered as a new MLflow version.
 
-    Deterministic: the same training set and config give a byte-identical model. Its latest
+    Trained in the run's process, deterministic (the same training set and config give a
+    byte-identical model), or on the Dask cluster of ``training_cluster``. Its latest
     rows are held out for ``evaluation_report``; the value is a reference to the version. The
     run logs the lake's file of exactly these rows (``training_set.path``) and their window.
     """
@@ -95,7 +98,14 @@ def candidate_model(
         path = lake.version_path(TRAINING_SET, None, version)
         data = TrainingData.of(training_set, version, str(path))
         output = _train_and_register(
-            context, config, training_set, data, feature_store, model_registry, mlflow
+            context,
+            config,
+            training_set,
+            data,
+            feature_store,
+            model_registry,
+            training_cluster,
+            mlflow,
         )
     except BaseException:
         mlflow.end_run(status="FAILED")
@@ -111,6 +121,7 @@ def _train_and_register(
     data: TrainingData,
     feature_store: FeatureStoreResource,
     model_registry: ModelRegistry,
+    training_cluster: DaskCluster,
     mlflow: Any,
 ) -> Output[dict[str, Any]]:
     features = model_features(config, feature_store.feature_names())
@@ -118,10 +129,11 @@ def _train_and_register(
     context.log.info(
         f"training on {split.train.height} rows, early stopping on {split.validation.height}"
         f"{' then refitting on both' if config.refit else ''}, holding out from "
-        f"{split.holdout_start}"
+        f"{split.holdout_start} ({training_cluster.engine})"
     )
     started = time.perf_counter()
-    trained = train(config, split, features)
+    with training_cluster.client() as cluster:
+        trained = train(config, split, features, cluster)
     # The monitoring reference is built from (and scores) a seeded sample, not every row.
     rows, seed = config.monitoring_reference_rows, config.seed
     unseen = reference_rows(holdout(training_set, split.holdout_start), rows, seed)
@@ -137,6 +149,7 @@ def _train_and_register(
             "flywheel.training_set_version": data.version,
             "flywheel.training_set_path": data.path,
             "flywheel.feature_service": feature_store.feature_service,
+            "flywheel.training_engine": training_cluster.engine,
             "flywheel.code_version": context.assets_def.code_versions_by_key[context.asset_key]
             or "",
             "flywheel.dagster_run_id": context.run.run_id,
@@ -152,7 +165,9 @@ def _train_and_register(
     reference = log_candidate(
         mlflow, model_registry, run, name=f"candidate_model {context.run.run_id[:8]}"
     )
-    return Output(reference, metadata=_catalog_entry(reference, run, model_registry))
+    metadata = _catalog_entry(reference, run, model_registry)
+    metadata["training_engine"] = MetadataValue.text(training_cluster.engine)
+    return Output(reference, metadata=metadata)
 
 
 def _catalog_entry(
