@@ -23,7 +23,7 @@ export GOMP_SPINCOUNT ?= 10000
 MLFLOW_STORE := $(CURDIR)/.flywheel/data/mlflow
 MLFLOW_PORT := 5000
 
-.PHONY: dev demo mlflow test lint test-unit test-asset-graph test-sensor test-e2e bench env
+.PHONY: dev demo mlflow test lint test-unit test-asset-graph test-sensor test-e2e test-integration bench env
 
 ## dev: create the environment and start `dagster dev` on http://127.0.0.1:3000 and the prediction
 ## service on http://127.0.0.1:8800 (loopback only; the service follows the registry's aliases);
@@ -55,6 +55,11 @@ lint: env
 	$(UV) run --locked ruff check .
 	$(UV) run --locked ruff format --check .
 	$(UV) run --locked pyright
+
+## test-integration: start PostgreSQL and Redis on loopback (.ci/services) and run the integration
+## tier: the loop on PostgreSQL, Redis, Dask and an MLflow server, two serving replicas
+test-integration: env
+	eval "$$(.ci/services)" && $(UV) run --locked pytest -m integration
 
 test-unit test-asset-graph test-sensor test-e2e: env
 	$(UV) run --locked pytest -m $(subst -,_,$(patsubst test-%,%,$@))

@@ -34,6 +34,7 @@ LONGEST_FILES = {
     "monitoring/test_monitoring_loop.py": 420,  # one test: 76 simulated days
     "model/test_model_lifecycle.py": 400,  # a dozen trainings on 24 days of 10,000 payments
     "serving/test_online_serving.py": 180,  # module fixture: 14 days, two trainings
+    "integration/test_scale_out.py": 150,  # PostgreSQL, Redis, Dask, an MLflow server: 15 days
     "test_dagster_dev.py": 200,  # `make dev` in a subprocess, three times
     "test_bring_your_own_data.py": 60,  # a declared dataset from ingestion to the gate
     "ingestion/test_ingestion_assets.py": 30,

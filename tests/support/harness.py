@@ -49,7 +49,12 @@ class LocalPlatform:
         feature_repo: Path = FEATURE_REPO,
         now: str | None = None,
         label_delay_days: int = 30,
+        registry: ModelRegistry | None = None,
+        engines: dict | None = None,
     ):
+        """``registry`` and ``engines`` (resources by key) replace the embedded defaults: the
+        integration tier runs the same platform on PostgreSQL, Redis, Dask and an MLflow server.
+        """
         self.instance = instance
         self.data_dir = data_dir
         self.rows_per_day = rows_per_day
@@ -59,10 +64,11 @@ class LocalPlatform:
         self.monitoring = MonitoringPolicy(drift_report_rows=0)
         # No live traffic unless a test serves it: releases go straight to champion.
         self.release = ReleasePolicy(canary_share=0)
-        self.registry = ModelRegistry(
+        self.registry = registry or ModelRegistry(
             tracking_uri=f"sqlite:///{data_dir / 'mlflow' / 'mlflow.db'}",
             artifact_location=str(data_dir / "mlflow" / "artifacts"),
         )
+        self.engines = engines or {}
         self.defs = build_definitions("local", data_dir=data_dir, feature_repo=feature_repo)
 
     def resources(self, scenarios: Sequence[ScenarioConfig] = (), **policy) -> dict:
@@ -81,6 +87,7 @@ class LocalPlatform:
         resources["monitoring_policy"] = self.monitoring
         resources["release_policy"] = self.release
         resources.update(model_registry_resources(self.registry))
+        resources.update(self.engines)
         return resources
 
     def definitions(self, scenarios: Sequence[ScenarioConfig] = (), **policy) -> Definitions:
