@@ -17,6 +17,8 @@ systems through environment variables (``dagster.EnvVar``, resolved when a run s
 - ``FLYWHEEL_PREDICTION_LOG_URL``: PostgreSQL URL of the prediction log;
 - ``FLYWHEEL_DASK_SCHEDULER_ADDRESS`` (optional): the Dask cluster models train on
   (``resources/dask_cluster.py``); unset, they train in the run's own process.
+  ``FLYWHEEL_DASK_FEATURE_SHARDS`` (optional, default 0): shards of customers a day of customer
+  features is computed in on that cluster.
 """
 
 import os
@@ -99,7 +101,7 @@ def build_resources(
             "alerter": LocalAlerter(alerts_file=str(root / "alerts.jsonl")),
             **_policies(),
             "prediction_log": PredictionLog(url=f"sqlite:///{root / 'predictions.db'}"),
-            "training_cluster": DaskCluster(),
+            "dask_cluster": DaskCluster(),
             "feature_store": FeatureStoreResource(
                 repo_path=str(feature_repo),
                 lake_root=str(root / "lake"),
@@ -131,9 +133,10 @@ def build_resources(
             "alerter": WebhookAlerter(webhook_url=EnvVar("FLYWHEEL_ALERT_WEBHOOK_URL")),
             **_policies(),
             "prediction_log": PredictionLog(url=EnvVar("FLYWHEEL_PREDICTION_LOG_URL")),
-            # Optional, read at load like the source's: unset trains in the run's process.
-            "training_cluster": DaskCluster(
-                scheduler_address=os.environ.get("FLYWHEEL_DASK_SCHEDULER_ADDRESS", "")
+            # Optional, read at load like the source's: unset, all of it runs in the run's process.
+            "dask_cluster": DaskCluster(
+                scheduler_address=os.environ.get("FLYWHEEL_DASK_SCHEDULER_ADDRESS", ""),
+                feature_shards=int(os.environ.get("FLYWHEEL_DASK_FEATURE_SHARDS", "0")),
             ),
             "feature_store": FeatureStoreResource(
                 repo_path=str(feature_repo),

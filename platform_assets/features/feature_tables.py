@@ -42,8 +42,9 @@ from platform_assets.common.keys import (
     VALIDATED_TRANSACTIONS,
 )
 from platform_assets.common.partitions import FIRST_BUSINESS_DAY, daily_partitions, partition_day
-from platform_assets.features import engineering
+from platform_assets.features import engineering, sharding
 from resources.clock import Clock
+from resources.dask_cluster import DaskCluster
 from resources.label_policy import (
     DEFAULT_LABEL_DELAY_DAYS,
     DEFAULT_MATURITY_DAYS,
@@ -229,14 +230,19 @@ def customer_daily_activity(context: AssetExecutionContext, lake: Lake):
     ]
 )
 def customer_features(
-    context: AssetExecutionContext, lake: Lake, clock: Clock, label_policy: LabelPolicy
+    context: AssetExecutionContext,
+    lake: Lake,
+    clock: Clock,
+    label_policy: LabelPolicy,
+    dask_cluster: DaskCluster,
 ):
     """Each transaction's customer behaviour right after it, the customer's velocity signal.
 
     Counts and amounts over the last 1 h, 24 h, 7 and 30 days, distinct merchants, home country
     and the time of the payment. The source of Feast's ``customer_behaviour`` view
     (``feature_repo/fraud_detection.py``). Computed from the day's payments, those of the days
-    its windows' edges fall in and ``customer_daily_activity`` of the month before.
+    its windows' edges fall in and ``customer_daily_activity`` of the month before; in shards of
+    customers on the Dask cluster when ``dask_cluster.feature_shards`` says so.
     """
     day = partition_day(context.partition_key)
     days = engineering.customer_history_days([day])
@@ -247,10 +253,18 @@ def customer_features(
     )
     edges = [d.isoformat() for d in engineering.customer_edge_days(day)]
     transactions = lake.scan_partitions(VALIDATED_TRANSACTIONS, [d for d in edges if d in stored])
-    rows = engineering.customer_features_incremental(transactions, activity, day)
+    with dask_cluster.feature_cluster() as cluster:
+        if cluster is None:
+            rows = engineering.customer_features_incremental(transactions, activity, day)
+            computed_on = "this run's process"
+        else:
+            shards = dask_cluster.feature_shards
+            rows = sharding.customer_features_sharded(cluster, transactions, activity, day, shards)
+            computed_on = f"{shards} shards on {dask_cluster.engine}"
     return dataset_output(
         rows,
         customers=MetadataValue.int(rows["customer_id"].n_unique()),
+        computed_on=MetadataValue.text(computed_on),
         **metadata,
         **activity_metadata,
     )

@@ -80,13 +80,13 @@ def candidate_model(
     feature_store: FeatureStoreResource,
     model_registry: ModelRegistry,
     lake: Lake,
-    training_cluster: DaskCluster,
+    dask_cluster: DaskCluster,
     mlflow: ResourceParam[Any],
 ) -> Output[dict[str, Any]]:
     """A LightGBM fraud model trained on the training set, registered as a new MLflow version.
 
     Trained in the run's process, deterministic (the same training set and config give a
-    byte-identical model), or on the Dask cluster of ``training_cluster``. Its latest
+    byte-identical model), or on the Dask cluster of ``dask_cluster``. Its latest
     rows are held out for ``evaluation_report``; the value is a reference to the version. The
     run logs the lake's file of exactly these rows (``training_set.path``) and their window.
     """
@@ -104,7 +104,7 @@ def candidate_model(
             data,
             feature_store,
             model_registry,
-            training_cluster,
+            dask_cluster,
             mlflow,
         )
     except BaseException:
@@ -121,7 +121,7 @@ def _train_and_register(
     data: TrainingData,
     feature_store: FeatureStoreResource,
     model_registry: ModelRegistry,
-    training_cluster: DaskCluster,
+    dask_cluster: DaskCluster,
     mlflow: Any,
 ) -> Output[dict[str, Any]]:
     features = model_features(config, feature_store.feature_names())
@@ -129,10 +129,10 @@ def _train_and_register(
     context.log.info(
         f"training on {split.train.height} rows, early stopping on {split.validation.height}"
         f"{' then refitting on both' if config.refit else ''}, holding out from "
-        f"{split.holdout_start} ({training_cluster.engine})"
+        f"{split.holdout_start} ({dask_cluster.engine})"
     )
     started = time.perf_counter()
-    with training_cluster.client() as cluster:
+    with dask_cluster.client() as cluster:
         trained = train(config, split, features, cluster)
     # The monitoring reference is built from (and scores) a seeded sample, not every row.
     rows, seed = config.monitoring_reference_rows, config.seed
@@ -149,7 +149,7 @@ def _train_and_register(
             "flywheel.training_set_version": data.version,
             "flywheel.training_set_path": data.path,
             "flywheel.feature_service": feature_store.feature_service,
-            "flywheel.training_engine": training_cluster.engine,
+            "flywheel.training_engine": dask_cluster.engine,
             "flywheel.code_version": context.assets_def.code_versions_by_key[context.asset_key]
             or "",
             "flywheel.dagster_run_id": context.run.run_id,
@@ -166,7 +166,7 @@ def _train_and_register(
         mlflow, model_registry, run, name=f"candidate_model {context.run.run_id[:8]}"
     )
     metadata = _catalog_entry(reference, run, model_registry)
-    metadata["training_engine"] = MetadataValue.text(training_cluster.engine)
+    metadata["training_engine"] = MetadataValue.text(dask_cluster.engine)
     return Output(reference, metadata=metadata)
 
 

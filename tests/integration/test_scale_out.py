@@ -21,7 +21,7 @@ import httpx
 import numpy as np
 import polars as pl
 import pytest
-from dagster import AssetSelection, instance_for_test
+from dagster import AssetKey, AssetSelection, instance_for_test
 from sklearn.metrics import average_precision_score, roc_auc_score
 from support.engines import (
     dask_cluster,
@@ -56,7 +56,8 @@ LIVE = days("2026-01-13", 3)
 TRAINING = {"days": 8}
 # A distributed fit boosts every round before the best one is chosen (no early stopping inside
 # lightgbm.dask): fewer rounds keep the tier short; the local model below gets the same.
-MODEL = {"max_rounds": 250}
+MAX_ROUNDS = 250
+MODEL = {"max_rounds": MAX_ROUNDS}
 LOW_FLOORS = {"floors": {"pr_auc": 0.01, "roc_auc": 0.6}}
 # A Dask model against the local one on the same rows (recipe.py's docstring): holdout PR-AUC
 # within 0.05 and ROC AUC within 0.02. The tier's holdout is small (8,000 payments, about 40
@@ -113,7 +114,7 @@ def scale_out(tmp_path_factory) -> Iterator[ScaleOut]:
                 "feature_store": FeatureStoreResource(
                     config_file="feature_store.prod.yaml", lake_root=variables["FLYWHEEL_LAKE_ROOT"]
                 ),
-                "training_cluster": DaskCluster(scheduler_address=scheduler),
+                "dask_cluster": DaskCluster(scheduler_address=scheduler, feature_shards=4),
             },
         )
         yield ScaleOut(platform, scheduler, variables)
@@ -151,9 +152,14 @@ def test_the_loop_runs_on_postgresql_redis_dask_and_an_mlflow_server(looped: Sca
     # MLflow: the champion was trained on the Dask cluster, its artifacts served by the server.
     champion = platform.registry.champion()
     assert champion is not None and champion.version == "1"
-    run = platform.registry.client().get_run(champion.run_id)
+    run = platform.registry.client().get_run(str(champion.run_id))
     assert run.data.tags["flywheel.training_engine"] == f"dask {looped.scheduler}"
     assert platform.registry.load_booster("1").num_trees() > 0
+    # Features: each day's customer rows computed in shards on the cluster.
+    features = instance.get_latest_materialization_event(AssetKey("customer_features"))
+    assert features is not None and features.asset_materialization is not None
+    computed_on = features.asset_materialization.metadata["computed_on"].value
+    assert computed_on == f"4 shards on dask {looped.scheduler}"
     # The loop: each live day ingested, scored into the prediction log on PostgreSQL, reported.
     log = PredictionLog(url=looped.variables["FLYWHEEL_PREDICTION_LOG_URL"])
     for day in LIVE:
@@ -170,9 +176,9 @@ def test_the_loop_runs_on_postgresql_redis_dask_and_an_mlflow_server(looped: Sca
     store = platform.resources()["feature_store"].store()
     assert {view.name for view in store.list_feature_views()} >= {"customer_behaviour"}
     assert store.config.online_store.type == "redis"
+    customer = int(log.read(LIVE[-1], (BATCH,))["customer_id"][0])
     online = store.get_online_features(
-        features=["customer_behaviour:txn_count_30d"],
-        entity_rows=[{"customer_id": int(scores["customer_id"][0])}],
+        features=["customer_behaviour:txn_count_30d"], entity_rows=[{"customer_id": customer}]
     ).to_dict()
     assert online["txn_count_30d"][0] is not None
 
@@ -184,7 +190,7 @@ def test_a_model_trained_on_dask_matches_the_local_one_within_tolerance(
     training_set = platform.defs.load_asset_value("training_set", instance=platform.instance)
     assert isinstance(training_set, pl.DataFrame)
     features = list(platform.registry.load_booster("1").feature_name())
-    config = Hyperparameters(**MODEL)
+    config = Hyperparameters(max_rounds=MAX_ROUNDS)
     split = time_split(training_set, config.validation_fraction, config.holdout_fraction)
     unseen = holdout(training_set, split.holdout_start)
     labels = unseen[LABEL].to_numpy()
