@@ -22,6 +22,8 @@ CONCEPT_MODULES = (
     "platform_assets/ingestion/anomalies.py",
     "platform_assets/ingestion/drift.py",
     "platform_assets/features/engineering.py",
+    "platform_assets/features/merchant_risk.py",
+    "platform_assets/features/sharding.py",
     "platform_assets/features/labelling.py",
     "platform_assets/features/skew.py",
     "platform_assets/model/recipe.py",

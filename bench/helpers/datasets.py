@@ -17,6 +17,7 @@ import polars as pl
 from helpers.memory import run_measured
 from helpers.output import progress
 from platform_assets.features import engineering as fe
+from platform_assets.features import merchant_risk as mr
 from platform_assets.features.labelling import labelled_transactions
 from resources.sources.simulator import CardPaymentsSimulator
 
@@ -132,7 +133,7 @@ def compute_features(
 
     progress("merchant_features: all days in one call")
     merchants, out["merchant"] = run_measured(
-        lambda: fe.merchant_features(
+        lambda: mr.merchant_features(
             transactions, chargebacks, days, MATURITY_DAYS, RISK_WINDOW_DAYS, label_delay_days
         )
     )

@@ -42,7 +42,7 @@ from platform_assets.common.keys import (
     VALIDATED_TRANSACTIONS,
 )
 from platform_assets.common.partitions import FIRST_BUSINESS_DAY, daily_partitions, partition_day
-from platform_assets.features import engineering, sharding
+from platform_assets.features import engineering, merchant_risk, sharding
 from resources.clock import Clock
 from resources.dask_cluster import DaskCluster
 from resources.label_policy import (
@@ -54,7 +54,7 @@ from resources.label_policy import (
 from resources.lake import Lake
 
 # How far back a merchant row reads, under the default label policy (shown as lineage in the UI).
-MERCHANT_HISTORY_DAYS = engineering.merchant_history_span(
+MERCHANT_HISTORY_DAYS = merchant_risk.merchant_history_span(
     DEFAULT_MATURITY_DAYS, DEFAULT_RISK_WINDOW_DAYS, DEFAULT_LABEL_DELAY_DAYS
 )
 EMPTY_LABELS = pl.LazyFrame(
@@ -287,7 +287,7 @@ def merchant_features(
     source of Feast's ``merchant_risk`` view.
     """
     day = partition_day(context.partition_key)
-    days = engineering.merchant_history_days(
+    days = merchant_risk.merchant_history_days(
         [day],
         label_policy.maturity_days,
         label_policy.merchant_risk_window_days,
@@ -296,7 +296,7 @@ def merchant_features(
     history_from = _history_start(context, clock, label_policy.maturity_days, days)
     transactions, metadata = _history(context, lake, VALIDATED_TRANSACTIONS, days, history_from)
     labels, label_metadata = _history(context, lake, FRAUD_LABELS, days, history_from)
-    rows = engineering.merchant_features(
+    rows = merchant_risk.merchant_features(
         lake.scan_partitions(VALIDATED_TRANSACTIONS, transactions),
         lake.scan_partitions(FRAUD_LABELS, labels) if labels else EMPTY_LABELS,
         [day],

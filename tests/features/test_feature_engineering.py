@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 from platform_assets.features import engineering as fe
+from platform_assets.features import merchant_risk as mr
 from platform_assets.features.labelling import labelled_transactions, matured_days
 
 pytestmark = pytest.mark.unit
@@ -73,7 +74,7 @@ def test_merchant_chargeback_rate_counts_matured_transactions_only():
         },
         schema_overrides={"reported_at": pl.Datetime("us", "UTC")},
     )
-    rows = fe.merchant_features(
+    rows = mr.merchant_features(
         history,
         chargebacks,
         [datetime.date(2026, 1, 5)],
@@ -81,7 +82,7 @@ def test_merchant_chargeback_rate_counts_matured_transactions_only():
         risk_window_days=5,
         delay_days=1,
     )
-    assert rows.schema == fe.MERCHANT_FEATURE_SCHEMA
+    assert rows.schema == mr.MERCHANT_FEATURE_SCHEMA
     row = rows.row(0, named=True)
     assert row[fe.TIMESTAMP] == at("2026-01-06T00:00:00")
     assert row["merchant_matured_txn_count"] == 2
@@ -91,7 +92,7 @@ def test_merchant_chargeback_rate_counts_matured_transactions_only():
 
 
 def test_merchant_without_matured_transactions_has_no_rate():
-    rows = fe.merchant_features(
+    rows = mr.merchant_features(
         transactions((1, 7, 10.0, "US", "2026-01-05T10:00:00")),
         pl.LazyFrame(schema={"transaction_id": pl.Int64, "reported_at": pl.Datetime("us", "UTC")}),
         [datetime.date(2026, 1, 5)],
@@ -121,7 +122,7 @@ def test_merchant_fraud_rates_count_known_frauds_one_label_delay_back():
         },
         schema_overrides={"reported_at": pl.Datetime("us", "UTC")},
     )
-    rows = fe.merchant_features(
+    rows = mr.merchant_features(
         history,
         chargebacks,
         [datetime.date(2026, 1, 28)],
@@ -137,7 +138,7 @@ def test_merchant_fraud_rates_count_known_frauds_one_label_delay_back():
     assert row["merchant_fraud_rate_7d"] == pytest.approx(1 / 3)
     assert row["merchant_delayed_txn_count_30d"] == 4
     assert row["merchant_fraud_rate_30d"] == pytest.approx(1 / 4)
-    assert fe.merchant_history_days([datetime.date(2026, 1, 28)], 3, 5, 7)[0] == datetime.date(
+    assert mr.merchant_history_days([datetime.date(2026, 1, 28)], 3, 5, 7)[0] == datetime.date(
         2025, 12, 23
     )
 

@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from platform_assets.features import engineering as fe
+from platform_assets.features import merchant_risk as mr
 from resources.feature_store import FEATURE_REPO, FeatureStoreResource, definitions_version
 
 pytestmark = pytest.mark.asset_graph
@@ -40,7 +41,7 @@ def customer_row(customer: int, when: str, txn_count_24h: int, amount_mean: floa
 
 
 def merchant_row(merchant: int, when: str, rate: float) -> dict:
-    row = dict.fromkeys(fe.MERCHANT_FEATURE_SCHEMA.names())
+    row = dict.fromkeys(mr.MERCHANT_FEATURE_SCHEMA.names())
     return row | {"merchant_id": merchant, fe.TIMESTAMP: at(when), "merchant_chargeback_rate": rate}
 
 
@@ -59,7 +60,7 @@ def store(tmp_path_factory) -> FeatureStoreResource:
     )
     merchants = pl.DataFrame(
         [merchant_row(7, "2026-01-05T00:00:00", 0.1), merchant_row(7, "2026-01-06T00:00:00", 0.5)],
-        schema=fe.MERCHANT_FEATURE_SCHEMA,
+        schema=mr.MERCHANT_FEATURE_SCHEMA,
     )
     for name, frame in (("customer_features", customers), ("merchant_features", merchants)):
         (lake / name).mkdir(parents=True)
@@ -151,7 +152,7 @@ def test_both_engines_return_the_same_frame(store):
 def test_the_service_lists_every_view_and_the_on_demand_features(store):
     names = store.feature_names()
     assert set(fe.CUSTOMER_FEATURE_SCHEMA.names()) - {"customer_id", fe.TIMESTAMP} <= set(names)
-    assert set(fe.MERCHANT_FEATURE_SCHEMA.names()) - {"merchant_id", fe.TIMESTAMP} <= set(names)
+    assert set(mr.MERCHANT_FEATURE_SCHEMA.names()) - {"merchant_id", fe.TIMESTAMP} <= set(names)
     assert {"amount_to_customer_mean", "hour_of_day", "is_foreign"} <= set(names)
 
 
