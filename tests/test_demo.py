@@ -42,6 +42,8 @@ from support.servers import wait_for
 
 from platform_assets.common.keys import MODEL_MONITORING_REPORT, PRODUCTION_MODEL
 from resources.environments import PROJECT_ROOT
+from resources.llm.environments import PROMPTS
+from resources.llm.prompts import PromptRegistry
 
 pytest_plugins = ["support.browser"]
 pytestmark = pytest.mark.e2e
@@ -320,7 +322,11 @@ def _the_platform_builds_itself(server: DevServer) -> None:
             "assetMaterializations"
         ],
     )
-    assert (server.data_dir / "llm" / "prompt_registry" / "release.json").is_file()
+    registry = PromptRegistry(
+        source_dir=str(PROJECT_ROOT / PROMPTS),
+        store_url=f"sqlite:///{server.data_dir / 'llm' / 'prompt_registry.db'}",
+    )
+    assert registry.release(), "the release is recorded in the prompt store"
 
     # The feature store builds itself too: the daily runs compute the feature rows, automation
     # applies the registry and loads the online store, whose skew check then passes.

@@ -116,7 +116,7 @@ def llm_eval_report(
     recorded = prompts.current()
     if not recorded:
         raise ValueError(
-            f"no prompt version recorded in {prompts.store_dir}: materialize prompt_registry"
+            f"no prompt version recorded in {prompts.store_location()}: materialize prompt_registry"
         )
     ledger = llm_ledger.open()
     # The request path that is served, with a cache that never hits: every answer is fresh.

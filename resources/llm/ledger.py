@@ -1,37 +1,24 @@
 """The LLM cost ledger: every gateway call and A/B outcome, priced by the table in config.
 
-One SQLite file (WAL, so the cost report reads while the gateway writes). Cost of a call is
-prompt tokens x the model's input price + completion tokens x its output price, attributed to
-the model that actually answered (after any fallback), the endpoint and the use case. A cache
-hit costs nothing and records what it saved: the cost of the call that filled the cache.
+Two tables behind a SQLAlchemy URL: a SQLite file locally (write-ahead log, so the cost report
+reads while the gateway writes), PostgreSQL in production, where every gateway replica writes to
+the one ledger. Cost of a call is prompt tokens x the model's input price + completion tokens x
+its output price, attributed to the model that actually answered (after any fallback), the
+endpoint and the use case. A cache hit costs nothing and records what it saved: the cost of the
+call that filled the cache.
 """
 
 import datetime
-import sqlite3
-import threading
-from pathlib import Path
 from typing import Any
 
 import polars as pl
+import sqlalchemy as sa
 from dagster import Config, ConfigurableResource
 from pydantic import Field
+from sqlalchemy.exc import ResourceClosedError
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (
-    at TEXT NOT NULL, request_id TEXT NOT NULL, use_case TEXT NOT NULL, endpoint TEXT NOT NULL,
-    provider TEXT NOT NULL, model TEXT NOT NULL, prompt_version TEXT NOT NULL,
-    variant TEXT NOT NULL, user_id TEXT NOT NULL, prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, cache_hit INTEGER NOT NULL,
-    saved_usd REAL NOT NULL, latency_ms REAL NOT NULL, fallbacks INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outcomes (
-    at TEXT NOT NULL, request_id TEXT NOT NULL, use_case TEXT NOT NULL, user_id TEXT NOT NULL,
-    variant TEXT NOT NULL, prompt_version TEXT NOT NULL, success INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS calls_request_id ON calls (request_id);
-CREATE INDEX IF NOT EXISTS calls_at ON calls (at);
-CREATE INDEX IF NOT EXISTS outcomes_request_id ON outcomes (request_id);
-"""
+from resources.llm import sql
+
 _TEXT = [
     "at",
     "request_id",
@@ -60,6 +47,33 @@ OUTCOME_SCHEMA = {
 CALL_COLUMNS = list(CALL_SCHEMA)
 OUTCOME_COLUMNS = list(OUTCOME_SCHEMA)
 
+_SQL_TYPES = {pl.String: sa.Text(), pl.Int64: sa.Integer(), pl.Float64: sa.Double()}
+
+
+def _columns(schema: dict[str, Any]) -> list[sa.Column]:
+    return [
+        sa.Column(name, sql.ISO_TEXT if name == "at" else _SQL_TYPES[dtype], nullable=False)
+        for name, dtype in schema.items()
+    ]
+
+
+_METADATA = sa.MetaData()
+_CALLS = sa.Table(
+    "calls",
+    _METADATA,
+    *_columns(CALL_SCHEMA),
+    sa.Index("calls_request_id", "request_id"),
+    sa.Index("calls_at", "at"),
+)
+# At most one outcome per request, however many writers: the unique index makes the insert of a
+# second one do nothing. (Ledgers written before it have a plain index, outcomes_request_id.)
+_OUTCOMES = sa.Table(
+    "outcomes",
+    _METADATA,
+    *_columns(OUTCOME_SCHEMA),
+    sa.Index("outcomes_request_id_unique", "request_id", unique=True),
+)
+
 
 class ModelPrice(Config):
     """Price of one model in US dollars per million tokens."""
@@ -78,18 +92,19 @@ def default_prices() -> dict[str, ModelPrice]:
 
 
 class CostLedger:
-    """Appends calls and outcomes to the ledger file; safe to share between request threads."""
+    """Appends calls and outcomes to the ledger; safe to share between request threads."""
 
-    def __init__(self, path: str | Path, prices: dict[str, ModelPrice]):
-        self.path = Path(path)
+    def __init__(self, url: str, prices: dict[str, ModelPrice]):
+        self.url = url
         self.prices = prices
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # WAL with NORMAL sync: durable across crashes of the process, one fsync per checkpoint.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
+        self._open_engine: sa.Engine | None = sql.create_engine(url, "LLMLedger.url")
+        sql.create_tables(self._open_engine, _METADATA)
+
+    @property
+    def _engine(self) -> sa.Engine:
+        if self._open_engine is None:
+            raise ResourceClosedError(f"the cost ledger {sql.redacted(self.url)} is closed")
+        return self._open_engine
 
     def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         """Dollars for a call; a model missing from the price table is an error, not free."""
@@ -103,68 +118,67 @@ class CostLedger:
     def record_call(self, **call: Any) -> None:
         """Append one call; keys are ``CALL_COLUMNS`` (``at`` defaults to now)."""
         call.setdefault("at", datetime.datetime.now(datetime.UTC).isoformat())
-        row = tuple(call[column] for column in CALL_COLUMNS)
-        with self._lock:
-            self._db.execute(f"INSERT INTO calls VALUES ({','.join('?' * len(row))})", row)
+        with self._engine.begin() as connection:
+            connection.execute(_CALLS.insert(), {column: call[column] for column in CALL_COLUMNS})
 
     def record_outcome(self, **outcome: Any) -> bool:
         """Append one A/B outcome unless its request has one already; True if it was recorded.
 
         Keys are ``OUTCOME_COLUMNS`` (``at`` defaults to now). The check and the insert are one
-        statement, so two writers (threads, or gateway replicas on the same file) cannot both
-        record an outcome for one request.
+        statement on a unique index, so two writers (threads, or gateway replicas on the same
+        database) cannot both record an outcome for one request.
         """
         outcome.setdefault("at", datetime.datetime.now(datetime.UTC).isoformat())
-        row = tuple(outcome[column] for column in OUTCOME_COLUMNS)
-        with self._lock:
-            cursor = self._db.execute(
-                f"INSERT INTO outcomes SELECT {','.join('?' * len(row))} "
-                "WHERE NOT EXISTS (SELECT 1 FROM outcomes WHERE request_id = ?)",
-                (*row, outcome["request_id"]),
-            )
-        return cursor.rowcount == 1
+        row = {column: outcome[column] for column in OUTCOME_COLUMNS}
+        with self._engine.begin() as connection:
+            return sql.insert_new(connection, _OUTCOMES, "request_id", row)
 
     def find_call(self, request_id: str) -> dict[str, Any] | None:
         """The ledger row of one request, or None if it was never recorded."""
-        with self._lock:
-            row = self._db.execute(
-                "SELECT * FROM calls WHERE request_id = ?", (request_id,)
-            ).fetchone()
+        query = sa.select(_CALLS).where(_CALLS.c.request_id == request_id).limit(1)
+        with self._engine.connect() as connection:
+            row = connection.execute(query).first()
         return dict(zip(CALL_COLUMNS, row, strict=True)) if row else None
 
     def spend_since(self, since: str) -> dict[str, float]:
         """USD spent per use case at or after the ISO instant ``since`` (the budgets' view)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT use_case, SUM(cost_usd) FROM calls WHERE at >= ? GROUP BY use_case",
-                (since,),
-            ).fetchall()
+        query = (
+            sa.select(_CALLS.c.use_case, sa.func.sum(_CALLS.c.cost_usd))
+            .where(_CALLS.c.at >= since)
+            .group_by(_CALLS.c.use_case)
+        )
+        with self._engine.connect() as connection:
+            rows = connection.execute(query).all()
         return {use_case: float(total) for use_case, total in rows}
 
-    def _frame(self, table: str, schema: dict[str, Any], since: str | None) -> pl.DataFrame:
-        query = f"SELECT * FROM {table}" + (" WHERE at >= ?" if since else "")
-        with self._lock:
-            rows = self._db.execute(query, (since,) if since else ()).fetchall()
+    def _frame(self, table: sa.Table, schema: dict[str, Any], since: str | None) -> pl.DataFrame:
+        query = sa.select(table)
+        if since:
+            query = query.where(table.c.at >= since)
+        with self._engine.connect() as connection:
+            rows = [tuple(row) for row in connection.execute(query)]
         return pl.DataFrame(rows, schema=schema, orient="row")
 
     def calls(self, since: str | None = None) -> pl.DataFrame:
         """Every call (at or after the ISO instant ``since``)."""
-        return self._frame("calls", CALL_SCHEMA, since)
+        return self._frame(_CALLS, CALL_SCHEMA, since)
 
     def outcomes(self, since: str | None = None) -> pl.DataFrame:
         """Every recorded A/B outcome (at or after ``since``)."""
-        return self._frame("outcomes", OUTCOME_SCHEMA, since)
+        return self._frame(_OUTCOMES, OUTCOME_SCHEMA, since)
 
     def close(self) -> None:
-        """Close the file."""
-        self._db.close()
+        """Close the ledger's connections; using it afterwards is an error."""
+        if self._open_engine is not None:
+            self._open_engine.dispose()
+            self._open_engine = None
 
 
 class LLMLedger(ConfigurableResource):
     """Where the ledger lives, the price table, and the daily budgets that alert and stop.
 
     Attributes:
-        path: The ledger's SQLite file.
+        url: ``sqlite:///<file>`` locally, ``postgresql://user:pass@host/db`` in production.
         prices: USD per million tokens, per model; a model missing here fails loudly.
         daily_budget_usd: Spend per UTC day, per use case; ``*`` is the total of all.
         warn_fraction: Share of a budget at which a warning goes out before the error at 100 %.
@@ -173,7 +187,9 @@ class LLMLedger(ConfigurableResource):
             served); None: the budgets only alert.
     """
 
-    path: str = Field(description="SQLite file of the cost ledger.")
+    url: str = Field(
+        description="Database of the cost ledger: sqlite:///<file> locally, postgresql://… in prod."
+    )
     prices: dict[str, ModelPrice] = Field(default_factory=default_prices)
     daily_budget_usd: dict[str, float] = Field(
         default_factory=lambda: {"*": 50.0, "fraud_ops_assistant": 20.0},
@@ -189,7 +205,7 @@ class LLMLedger(ConfigurableResource):
 
     def open(self) -> CostLedger:
         """The ledger, created on first use."""
-        return CostLedger(self.path, self.prices)
+        return CostLedger(self.url, self.prices)
 
     def hard_limits(self) -> dict[str, float] | None:
         """USD per UTC day at which the gateway stops, per budget key (None: it never stops)."""

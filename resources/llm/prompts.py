@@ -4,9 +4,11 @@ A use case is a folder under the prompt root (``serving/prompts/<use_case>/``) h
 per label: ``production.toml`` (required) and ``candidate.toml`` (optional). A file gives the
 model, its parameters and the template. Its version is the hash of that content (label, comments
 and description excluded), so promoting a candidate by copying it over ``production.toml`` keeps
-its version. Every version ever seen is stored once in the registry folder, with a history of
+its version. Every version ever seen is stored once in the registry's store, with a history of
 which label pointed at it when, so the gateway can serve an approved version after the file has
-moved on.
+moved on; the store also keeps the evaluation verdicts and the releases. The store is tables
+behind a SQLAlchemy URL: a SQLite file under the data folder locally, PostgreSQL in production,
+shared by the code location and every gateway replica.
 """
 
 import datetime
@@ -17,11 +19,53 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from resources.llm import sql
+
 LABELS = ("production", "candidate")
 _REQUIRED = ("model", "parameters", "template")
+_STORE_URL = "PromptRegistry.store_url"
+
+_METADATA = sa.MetaData()
+# Each version once, by its hash: the PromptVersion as JSON.
+_VERSIONS = sa.Table(
+    "prompt_versions",
+    _METADATA,
+    sa.Column("version", sa.Text, primary_key=True),
+    sa.Column("use_case", sa.Text, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+)
+# Append-only, oldest first: which label pointed at which version from when.
+_HISTORY = sa.Table(
+    "prompt_history",
+    _METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sql.ISO_TEXT, nullable=False),
+    sa.Column("use_case", sa.Text, nullable=False),
+    sa.Column("label", sa.Text, nullable=False),
+    sa.Column("version", sa.Text, nullable=False),
+    sa.Column("model", sa.Text, nullable=False),
+    sa.Column("previous", sa.Text, nullable=True),
+)
+_HISTORY_FIELDS = ("at", "use_case", "label", "version", "model", "previous")
+# Append-only: every evaluation verdict (JSON), and every release (JSON); the latest one counts.
+_EVALUATIONS = sa.Table(
+    "prompt_evaluations",
+    _METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("use_case", sa.Text, nullable=False, index=True),
+    sa.Column("verdict", sa.Text, nullable=False),
+)
+_RELEASES = sa.Table(
+    "prompt_releases",
+    _METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("release", sa.Text, nullable=False),
+)
+_READY: set[str] = set()  # store URLs whose tables this process has created or seen
 
 
 class PromptFileError(ValueError):
@@ -98,11 +142,15 @@ class PromptRegistry(ConfigurableResource):
 
     Attributes:
         source_dir: Folder of prompt files (``<use_case>/<label>.toml``), in the repository.
-        store_dir: Where every version seen, the label history and the release are kept.
+        store_url: Where every version seen, the label history, the evaluation verdicts and the
+            releases are kept: ``sqlite:///<file>`` locally, ``postgresql://…`` in production.
     """
 
     source_dir: str = Field(description="Folder of prompt files, one sub-folder per use case.")
-    store_dir: str = Field(description="Registry storage: versions, history, release.")
+    store_url: str = Field(
+        description="Registry store (versions, history, evaluations, releases): "
+        "sqlite:///<file> locally, postgresql://… in prod."
+    )
 
     def read_files(self) -> dict[str, dict[str, PromptVersion]]:
         """The prompts as the files say now: ``{use_case: {label: version}}``."""
@@ -118,44 +166,59 @@ class PromptRegistry(ConfigurableResource):
                 raise PromptFileError(f"{root / use_case}: production.toml is required")
         return found
 
-    def _versions_dir(self) -> Path:
-        return Path(self.store_dir, "versions")
+    def store_location(self) -> str:
+        """The store's URL for messages: its password hidden."""
+        return sql.redacted(self.store_url)
+
+    def _engine(self) -> sa.Engine:
+        """The store's engine (one per process), its tables created on first use."""
+        engine = sql.shared_engine(self.store_url, _STORE_URL)
+        if self.store_url not in _READY:
+            sql.create_tables(engine, _METADATA)
+            _READY.add(self.store_url)
+        return engine
 
     def record(
         self, prompts: dict[str, dict[str, PromptVersion]], now: datetime.datetime
     ) -> list[dict[str, Any]]:
-        """Store new versions and append label moves to the history; return the new entries."""
-        folder = self._versions_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        current = {(e["use_case"], e["label"]): e["version"] for e in self.history()}
+        """Store new versions and append label moves to the history; return the new entries.
+
+        One transaction, serialized with other recorders: two at once cannot both append a move.
+        """
         entries = []
-        for use_case, labels in sorted(prompts.items()):
-            for label, prompt in sorted(labels.items()):
-                stored = folder / f"{prompt.version}.json"
-                if not stored.exists():
-                    stored.write_text(json.dumps(asdict(prompt), indent=1), encoding="utf-8")
-                if current.get((use_case, label)) != prompt.version:
-                    entries.append(
-                        {
-                            "at": now.isoformat(),
-                            "use_case": use_case,
-                            "label": label,
-                            "version": prompt.version,
-                            "model": prompt.model,
-                            "previous": current.get((use_case, label)),
-                        }
+        with sql.serialized(self._engine(), "prompt_history") as connection:
+            current = {(e["use_case"], e["label"]): e["version"] for e in self._history(connection)}
+            for use_case, labels in sorted(prompts.items()):
+                for label, prompt in sorted(labels.items()):
+                    body = {"use_case": use_case, "body": json.dumps(asdict(prompt))}
+                    sql.insert_new(
+                        connection, _VERSIONS, "version", {"version": prompt.version, **body}
                     )
-        if entries:
-            with Path(self.store_dir, "history.jsonl").open("a", encoding="utf-8") as sink:
-                sink.writelines(json.dumps(entry) + "\n" for entry in entries)
+                    if current.get((use_case, label)) != prompt.version:
+                        entries.append(
+                            {
+                                "at": now.isoformat(),
+                                "use_case": use_case,
+                                "label": label,
+                                "version": prompt.version,
+                                "model": prompt.model,
+                                "previous": current.get((use_case, label)),
+                            }
+                        )
+            if entries:
+                connection.execute(_HISTORY.insert(), entries)
         return entries
 
     def history(self) -> list[dict[str, Any]]:
         """Every label move, oldest first."""
-        path = Path(self.store_dir, "history.jsonl")
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        with self._engine().connect() as connection:
+            return self._history(connection)
+
+    @staticmethod
+    def _history(connection: sa.Connection) -> list[dict[str, Any]]:
+        columns = [_HISTORY.c[name] for name in _HISTORY_FIELDS]
+        rows = connection.execute(sa.select(*columns).order_by(_HISTORY.c.id))
+        return [dict(zip(_HISTORY_FIELDS, row, strict=True)) for row in rows]
 
     def current(self) -> dict[str, dict[str, PromptVersion]]:
         """The versions the registry last recorded per use case and label (not the files now)."""
@@ -169,38 +232,44 @@ class PromptRegistry(ConfigurableResource):
 
     def load(self, version: str) -> PromptVersion:
         """A stored version by its hash."""
-        path = self._versions_dir() / f"{version}.json"
-        if not path.exists():
-            raise KeyError(f"prompt version {version} is not in the registry ({path})")
-        return PromptVersion(**json.loads(path.read_text(encoding="utf-8")))
+        query = sa.select(_VERSIONS.c.body).where(_VERSIONS.c.version == version)
+        with self._engine().connect() as connection:
+            body = connection.execute(query).scalar()
+        if body is None:
+            raise KeyError(
+                f"prompt version {version} is not in the registry ({self.store_location()})"
+            )
+        return PromptVersion(**json.loads(body))
 
     def record_evaluation(self, verdict: dict[str, Any]) -> None:
         """Keep an evaluation verdict (use case, versions compared, passed, figures)."""
-        path = Path(self.store_dir, "evaluations.jsonl")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as sink:
-            sink.write(json.dumps(verdict) + "\n")
+        row = {"use_case": verdict["use_case"], "verdict": json.dumps(verdict)}
+        with self._engine().begin() as connection:
+            connection.execute(_EVALUATIONS.insert(), row)
 
     def latest_evaluation(self, use_case: str) -> dict[str, Any] | None:
         """The most recent verdict for ``use_case``, or None if it was never evaluated."""
-        path = Path(self.store_dir, "evaluations.jsonl")
-        if not path.exists():
-            return None
-        lines = path.read_text(encoding="utf-8").splitlines()
-        verdicts = [v for v in map(json.loads, lines) if v["use_case"] == use_case]
-        return verdicts[-1] if verdicts else None
+        query = (
+            sa.select(_EVALUATIONS.c.verdict)
+            .where(_EVALUATIONS.c.use_case == use_case)
+            .order_by(_EVALUATIONS.c.id.desc())
+            .limit(1)
+        )
+        with self._engine().connect() as connection:
+            verdict = connection.execute(query).scalar()
+        return None if verdict is None else json.loads(verdict)
 
     def write_release(self, release: dict[str, Any]) -> None:
         """Record what the gateway serves: per use case, the production and approved candidate."""
-        path = Path(self.store_dir, "release.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".partial").write_text(json.dumps(release, indent=1), encoding="utf-8")
-        path.with_suffix(".partial").replace(path)
+        with self._engine().begin() as connection:
+            connection.execute(_RELEASES.insert(), {"release": json.dumps(release)})
 
     def release(self) -> dict[str, Any]:
-        """The release record (empty before the first evaluation passed)."""
-        path = Path(self.store_dir, "release.json")
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        """The latest release record (empty before the first evaluation passed)."""
+        query = sa.select(_RELEASES.c.release).order_by(_RELEASES.c.id.desc()).limit(1)
+        with self._engine().connect() as connection:
+            release = connection.execute(query).scalar()
+        return {} if release is None else json.loads(release)
 
     def served(self, use_case: str) -> tuple[PromptVersion, PromptVersion | None, float]:
         """What the gateway serves for ``use_case``: production, approved candidate, its share.

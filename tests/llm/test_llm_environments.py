@@ -22,8 +22,8 @@ def test_prod_reads_provider_embeddings_and_storage_from_the_environment(tmp_pat
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
         monkeypatch.setenv("FLYWHEEL_RAG_CORPUS_DIR", str(PROJECT_ROOT / CORPUS))
         monkeypatch.setenv("FLYWHEEL_RAG_INDEX_URI", str(tmp_path / "index"))
-        monkeypatch.setenv("FLYWHEEL_PROMPT_STORE", str(tmp_path / "prompts"))
-        monkeypatch.setenv("FLYWHEEL_LLM_LEDGER_PATH", str(tmp_path / "ledger.sqlite"))
+        monkeypatch.setenv("FLYWHEEL_PROMPT_STORE_URL", f"sqlite:///{tmp_path / 'prompts.db'}")
+        monkeypatch.setenv("FLYWHEEL_LLM_LEDGER_URL", f"sqlite:///{tmp_path / 'ledger.sqlite'}")
         definitions = build_resources("prod")
         with initialize({key: definitions[key] for key in KEYS}) as resources:
             now = datetime.datetime.now(datetime.UTC)

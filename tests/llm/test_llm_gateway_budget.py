@@ -25,7 +25,7 @@ QUESTIONS = [
 def budgeted(tmp_path, provider: LoopbackProvider, budgets: dict[str, float], **ledger) -> LLMStack:
     stack = LLMStack(tmp_path, [priced("primary", provider.base_url, "gpt-4o-mini")])
     stack.resources["llm_ledger"] = LLMLedger(
-        path=str(tmp_path / "ledger.sqlite"), daily_budget_usd=budgets, **ledger
+        url=f"sqlite:///{tmp_path / 'ledger.sqlite'}", daily_budget_usd=budgets, **ledger
     )
     stack.sync_index()
     return stack
@@ -102,7 +102,7 @@ class Clock:
 
 
 def test_a_new_utc_day_opens_the_budget_again(tmp_path):
-    ledger = LLMLedger(path=str(tmp_path / "ledger.sqlite")).open()
+    ledger = LLMLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}").open()
     clock = Clock(datetime.datetime(2026, 11, 20, 23, 59, tzinfo=datetime.UTC))
     guard = SpendGuard(ledger, {USE_CASE: 1.0}, refresh_seconds=3600, today=clock)
     guard.check(USE_CASE)

@@ -219,7 +219,7 @@ def test_costs_are_attributed_to_the_answering_model_endpoint_and_use_case(tmp_p
 
 
 def test_a_model_without_a_price_is_an_error_not_free(tmp_path):
-    ledger = LLMLedger(path=str(tmp_path / "ledger.sqlite"), prices={}).open()
+    ledger = LLMLedger(url=f"sqlite:///{tmp_path / 'ledger.sqlite'}", prices={}).open()
     with pytest.raises(KeyError, match="gpt-4o-mini"):
         ledger.cost("gpt-4o-mini", 10, 10)
 
@@ -234,7 +234,7 @@ def test_budget_alerts_fire_when_spend_passes_the_daily_budget(tmp_path, instanc
     # The fixed clock's day must be the ledger rows' day; the rows carry the real time.
     stack.resources["clock"] = type(stack.resources["clock"])()
     stack.resources["llm_ledger"] = LLMLedger(
-        path=stack.resources["llm_ledger"].path,
+        url=stack.resources["llm_ledger"].url,
         daily_budget_usd={"*": spent * 10, USE_CASE: spent / 2},
     )
 

@@ -96,4 +96,4 @@ def test_an_unexpected_failure_is_a_500_in_openais_shape(stack):
     assert response.status_code == 500
     error = response.json()["error"]
     assert (error["type"], error["code"]) == ("server_error", "internal_error")
-    assert "ProgrammingError" in error["message"]
+    assert "ResourceClosedError" in error["message"]

@@ -65,7 +65,8 @@ class LLMStack:
         self.resources = llm_resources("local", self.data_dir, PROJECT_ROOT)
         self.resources["corpus"] = CorpusFolder(root=str(self.corpus_dir))
         self.resources["prompts"] = PromptRegistry(
-            source_dir=str(self.prompt_dir), store_dir=str(self.data_dir / "llm/registry")
+            source_dir=str(self.prompt_dir),
+            store_url=f"sqlite:///{self.data_dir / 'llm/registry.db'}",
         )
         defaults = {"timeout_seconds": 2.0, "backoff_initial_seconds": 0.01}
         self.resources["llm_providers"] = LLMProviders(
