@@ -90,6 +90,7 @@ from helpers.datasets import (
     compute_features,
     generate,
     historical_entities,
+    online_requests,
     scan,
 )
 from helpers.memory import run_measured
@@ -282,20 +283,6 @@ def _online_store_entities(feature_store: FeatureStoreResource) -> dict[str, int
 
 
 # 4. Online serving (Feast) ----------------------------------------------------------------------
-
-
-def online_requests(lake: Path, day: datetime.date, count: int) -> list[dict[str, Any]]:
-    """``count`` random transactions of ``day`` as online requests: keys and request fields.
-
-    The transaction is scored at the materialization end, the instant the online store is at.
-    """
-    scored_at = int((fe.day_start(day) + datetime.timedelta(days=1)).timestamp())
-    transactions = pl.read_parquet(
-        lake / "validated_transactions" / f"{day}.parquet",
-        columns=["customer_id", "merchant_id", "amount", "country"],
-    )
-    rows = transactions.sample(count, with_replacement=count > transactions.height, seed=SEED)
-    return rows.with_columns(transaction_epoch_s=pl.lit(scored_at, pl.Int64)).to_dicts()
 
 
 def _views_only_refs(feature_store: FeatureStoreResource) -> list[str]:

@@ -68,7 +68,7 @@ from typing import Any, TypeVar
 
 import yaml
 from dagster import AssetKey, DagsterInstance, EventLogRecord
-from helpers.output import progress
+from helpers.output import progress, rounded
 from helpers.runs import RunFacts, RunReader, aggregate
 from helpers.supervised import Platform, supervised
 from helpers.tables import print_table
@@ -899,7 +899,7 @@ def report(result: dict[str, Any]) -> None:
         [[t["figure"], t["measured"], t["target"], t["met"]] for t in result["targets"]],
     )
     print(f"load average at end: {result['load_average_end']}; took {result['elapsed_s']:.0f} s")
-    print(json.dumps(_rounded(result), allow_nan=False))
+    print(json.dumps(rounded(result), allow_nan=False))
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -947,17 +947,6 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 target["target_simulated_days"])  # fmt: skip
             add(f"{name} (wall s)", measured.get("wall_s"), target["target_wall_s"])
     return out
-
-
-def _rounded(value: Any) -> Any:
-    """The result for JSON: floats to 3 decimals, NaN as null."""
-    if isinstance(value, float):
-        return None if math.isnan(value) else round(value, 3)
-    if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_rounded(item) for item in value]
-    return value
 
 
 if __name__ == "__main__":

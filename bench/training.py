@@ -67,12 +67,11 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
-import numpy as np
 import polars as pl
 from dagster import AssetSelection, DagsterEventType, DagsterInstance, materialize
-from helpers.datasets import calendar, compute_features, generate, historical_entities
+from helpers.datasets import build_training_set
 from helpers.memory import run_measured
-from helpers.output import feast_output, progress
+from helpers.output import progress, rounded
 from helpers.tables import print_table
 from helpers.timing import same_treatment
 
@@ -169,22 +168,6 @@ PARTS = (
     (evaluation_report, "log_evaluation", "evaluation_report: MLflow logging of the evaluation"),
 )
 STOPWATCH = Stopwatch()
-
-
-def build_training_set(tmp: Path, rows_per_day: int, days: int, rows: int):
-    """The latest ``rows`` labelled transactions with their point-in-time features."""
-    lake = tmp / "source-lake"
-    calendar_days = calendar(FIRST_DAY, days)
-    progress(f"simulating {days} days x {rows_per_day:,} payments and their features")
-    generate(lake, rows_per_day, calendar_days)
-    compute_features(lake, calendar_days)
-    feature_store = FeatureStoreResource(lake_root=str(lake), state_dir=str(tmp / "feast"))
-    with feast_output():
-        feature_store.apply()
-    entities = historical_entities(lake, calendar_days, rows)
-    progress(f"point-in-time join of {entities.height:,} rows")
-    frame = feature_store.historical_features(entities, engine="polars")
-    return frame.sort("event_timestamp", "transaction_id"), feature_store
 
 
 class Peer:
@@ -321,8 +304,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     for owner, name, label in PARTS:
         STOPWATCH.install(owner, name, label)
     with tempfile.TemporaryDirectory(prefix="bench-training-", dir="/tmp") as tmp:
-        full, feature_store = build_training_set(
-            Path(tmp), plan["rows_per_day"], plan["days"], max(plan["sizes"])
+        full, feature_store, _, _ = build_training_set(
+            Path(tmp), FIRST_DAY, plan["rows_per_day"], plan["days"], max(plan["sizes"])
         )
         features = model_features(Hyperparameters(), feature_store.feature_names())
         for index, rows in enumerate(plan["sizes"]):
@@ -539,17 +522,6 @@ def report(m: dict[str, Any]) -> dict[str, Any]:
 def share(seconds: float, run: dict[str, Any]) -> str:
     """Seconds, and their share of the peer's bare training."""
     return f"{seconds:.2f} ({seconds / run['bare_lightgbm_s'] * 100:.1f} %)"
-
-
-def rounded(value: Any) -> Any:
-    """Floats (in lists and dicts too) to 3 decimals for the JSON line."""
-    if isinstance(value, float | np.floating):
-        return round(float(value), 3)
-    if isinstance(value, list):
-        return [rounded(v) for v in value]
-    if isinstance(value, dict):
-        return {k: rounded(v) for k, v in value.items()}
-    return value
 
 
 def main() -> None:

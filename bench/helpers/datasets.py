@@ -15,10 +15,11 @@ from typing import Any
 import polars as pl
 
 from helpers.memory import run_measured
-from helpers.output import progress
+from helpers.output import feast_output, progress
 from platform_assets.features import engineering as fe
 from platform_assets.features import merchant_risk as mr
 from platform_assets.features.labelling import labelled_transactions
+from resources.feature_store import FeatureStoreResource
 from resources.sources.simulator import CardPaymentsSimulator
 
 SEED = 7
@@ -177,3 +178,43 @@ def historical_entities(lake: Path, days: list[datetime.date], rows: int) -> pl.
         scan(lake, "validated_transactions", chosen), scan(lake, "fraud_labels")
     )
     return entities.sort(fe.TIMESTAMP, "transaction_id").tail(rows)
+
+
+def build_training_set(
+    root: Path, first: datetime.date, rows_per_day: int, days: int, rows: int
+) -> tuple[pl.DataFrame, FeatureStoreResource, Path, list[datetime.date]]:
+    """The latest ``rows`` labelled payments with their point-in-time features.
+
+    Simulated payments written into a lake as the ingestion assets write them, both feature
+    tables computed per day, the Feast repository applied (SQLite) and the rows joined point in
+    time (``engine="polars"``), as ``training_set`` builds them.
+
+    Returns:
+        The training set ordered by time, the applied feature store, the lake and the days.
+    """
+    lake = root / "source-lake"
+    calendar_days = calendar(first, days)
+    progress(f"simulating {days} days x {rows_per_day:,} payments and their features")
+    generate(lake, rows_per_day, calendar_days)
+    compute_features(lake, calendar_days)
+    feature_store = FeatureStoreResource(lake_root=str(lake), state_dir=str(root / "feast"))
+    with feast_output():
+        feature_store.apply()
+    entities = historical_entities(lake, calendar_days, rows)
+    progress(f"point-in-time join of {entities.height:,} rows")
+    frame = feature_store.historical_features(entities, engine="polars")
+    return frame.sort(fe.TIMESTAMP, "transaction_id"), feature_store, lake, calendar_days
+
+
+def online_requests(lake: Path, day: datetime.date, count: int) -> list[dict[str, Any]]:
+    """``count`` random transactions of ``day`` as online requests: keys and request fields.
+
+    The transaction is scored at the materialization end, the instant the online store is at.
+    """
+    scored_at = int((fe.day_start(day) + datetime.timedelta(days=1)).timestamp())
+    transactions = pl.read_parquet(
+        lake / "validated_transactions" / f"{day}.parquet",
+        columns=["customer_id", "merchant_id", "amount", "country"],
+    )
+    rows = transactions.sample(count, with_replacement=count > transactions.height, seed=SEED)
+    return rows.with_columns(transaction_epoch_s=pl.lit(scored_at, pl.Int64)).to_dicts()

@@ -130,8 +130,8 @@ def new_day(lake: Path, day: datetime.date, recompute: bool) -> dict[str, Any]:
     return out
 
 
-def big_day(folder: Path, rows_per_day: int, day: datetime.date, seed: int) -> dict[str, Any]:
-    """A day of ``rows_per_day`` payments by the incremental path alone, from a lake of its own.
+def month_lake(folder: Path, rows_per_day: int, day: datetime.date, seed: int) -> Path:
+    """A lake of what the incremental customer rows of ``day`` read, at ``rows_per_day``.
 
     Every day of the month before is simulated and its activity stored, as the daily runs would;
     only the payments the path reads (the day and its windows' edge days) are kept.
@@ -141,7 +141,6 @@ def big_day(folder: Path, rows_per_day: int, day: datetime.date, seed: int) -> d
     (lake / ACTIVITY).mkdir()
     simulator = CardPaymentsSimulator(seed=seed, rows_per_day=rows_per_day)
     edges = set(fe.customer_edge_days(day))
-    start = time.perf_counter()
     for d in fe.customer_history_days([day]):
         payments = simulator.day(d).transactions
         if d in edges:
@@ -150,6 +149,13 @@ def big_day(folder: Path, rows_per_day: int, day: datetime.date, seed: int) -> d
             fe.customer_daily_activity(payments.lazy()).write_parquet(day_file(lake, ACTIVITY, d))
         progress(f"  {rows_per_day:,} a day: simulated {d}", end=False)
         del payments
+    return lake
+
+
+def big_day(folder: Path, rows_per_day: int, day: datetime.date, seed: int) -> dict[str, Any]:
+    """A day of ``rows_per_day`` payments by the incremental path alone, from a lake of its own."""
+    start = time.perf_counter()
+    lake = month_lake(folder, rows_per_day, day, seed)
     prepared_s = time.perf_counter() - start
     result = new_day(lake, day, recompute=False)
     return {**result, "prepare_s": prepared_s}
