@@ -63,9 +63,10 @@ class PredictionLogWriter:
         return self._queue.qsize()
 
     def close(self, timeout: float = 30.0) -> None:
-        """Write what is queued, then stop."""
+        """Write what is queued, then stop and close the log's connection."""
         self._queue.put(_STOP)
         self._thread.join(timeout=timeout)
+        self.prediction_log.close()
 
     def _run(self) -> None:
         stopping = False
