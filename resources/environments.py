@@ -62,6 +62,14 @@ def local_data_dir(data_dir: str | Path | None = None) -> Path:
     return Path(data_dir or os.environ.get(DATA_DIR_VARIABLE) or PROJECT_ROOT / ".flywheel/data")
 
 
+def _whole_number(variable: str, default: int) -> int:
+    """An optional environment variable holding a whole number, checked."""
+    value = os.environ.get(variable, str(default))
+    if not value.isdigit():
+        raise ValueError(f"{variable} must be a whole number, got {value!r}")
+    return int(value)
+
+
 def _policies() -> dict[str, Any]:
     """The clock and the policies, the same in every environment (tuned in the launchpad).
 
@@ -136,7 +144,7 @@ def build_resources(
             # Optional, read at load like the source's: unset, all of it runs in the run's process.
             "dask_cluster": DaskCluster(
                 scheduler_address=os.environ.get("FLYWHEEL_DASK_SCHEDULER_ADDRESS", ""),
-                feature_shards=int(os.environ.get("FLYWHEEL_DASK_FEATURE_SHARDS", "0")),
+                feature_shards=_whole_number("FLYWHEEL_DASK_FEATURE_SHARDS", default=0),
             ),
             "feature_store": FeatureStoreResource(
                 repo_path=str(feature_repo),

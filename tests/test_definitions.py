@@ -7,7 +7,8 @@ import pytest
 from dagster import Definitions
 
 from platform_assets.definitions import build_definitions
-from resources.environments import ENV_VARIABLE, ENVIRONMENTS
+from resources.dask_cluster import DaskCluster
+from resources.environments import ENV_VARIABLE, ENVIRONMENTS, build_resources
 
 pytestmark = pytest.mark.unit
 
@@ -31,6 +32,22 @@ def test_unknown_environment_is_refused_naming_the_variable(monkeypatch):
 
     with pytest.raises(ValueError, match=ENV_VARIABLE):
         build_definitions()
+
+
+def test_prod_takes_its_dask_cluster_from_the_environment_checked(monkeypatch):
+    monkeypatch.setenv("FLYWHEEL_DASK_SCHEDULER_ADDRESS", "tcp://dask-scheduler:8786")
+    monkeypatch.setenv("FLYWHEEL_DASK_FEATURE_SHARDS", "8")
+    cluster = build_resources("prod")["dask_cluster"]
+    assert (cluster.scheduler_address, cluster.feature_shards) == ("tcp://dask-scheduler:8786", 8)
+    assert build_resources("local")["dask_cluster"].engine == "local"
+    monkeypatch.setenv("FLYWHEEL_DASK_FEATURE_SHARDS", "eight")
+    with pytest.raises(ValueError, match="FLYWHEEL_DASK_FEATURE_SHARDS must be a whole number"):
+        build_resources("prod")
+    with (
+        pytest.raises(ValueError, match="feature_shards is 2 but scheduler_address is empty"),
+        DaskCluster(feature_shards=2).feature_cluster(),
+    ):
+        pass
 
 
 def test_every_asset_is_catalogued_for_people(tmp_path):
