@@ -27,6 +27,7 @@ CONCEPT_MODULES = (
     "platform_assets/features/labelling.py",
     "platform_assets/features/skew.py",
     "platform_assets/model/recipe.py",
+    "platform_assets/model/dask_training.py",
     "platform_assets/model/suite.py",
     "platform_assets/model/gate.py",
     "platform_assets/model/artifacts.py",

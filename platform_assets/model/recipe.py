@@ -253,7 +253,7 @@ def train(
 
     With ``config.refit`` the final model is boosted for the rounds early stopping chose on the
     training and validation rows together, with the same fraud weight. With a Dask ``cluster``
-    the boosting is data-parallel on its workers (``_boost_on_dask``).
+    the boosting is data-parallel on its workers (``dask_training.py``).
     """
     import lightgbm as lgb
 
@@ -263,7 +263,10 @@ def train(
     if cluster is None:
         booster, best, validation_loss = _boost_in_process(params, config, split, features, weight)
     else:
-        booster, best, validation_loss = _boost_on_dask(
+        # Imported here: the Dask path's modules load only where a cluster trains.
+        from platform_assets.model.dask_training import boost_on_dask
+
+        booster, best, validation_loss = boost_on_dask(
             cluster, params, config, split, features, weight
         )
     boosting_seconds = time.perf_counter() - started
@@ -307,70 +310,6 @@ def _boost_in_process(
     return booster, best, loss
 
 
-def _boost_on_dask(
-    cluster: Client,
-    params: dict,
-    config: Hyperparameters,
-    split: TimeSplit,
-    features: list[str],
-    weight: float,
-) -> tuple[lgb.Booster, int, float]:
-    """The same boosting, data-parallel on the cluster's workers (``lightgbm.dask``).
-
-    LightGBM's Dask interface has no early stopping (lightgbm-org/LightGBM#3712; a stopping
-    callback hangs the workers, #6351), so the first fit boosts ``max_rounds`` rounds and the
-    round early stopping would have chosen is found after it, on this process, from the
-    validation loss after each round with the same patience. Each worker holds a contiguous
-    share of the rows and uses its own threads (LightGBM's thread count follows the worker's).
-    """
-    first = _fit_on_dask(cluster, params, split.train, features, config.max_rounds)
-    best, loss = _early_stopping_round(
-        first, split.validation, features, weight, config.early_stopping_rounds
-    )
-    if not config.refit:
-        return first, best, loss
-    final = _fit_on_dask(cluster, params, split.rows_trained_on(True), features, best)
-    return final, best, loss
-
-
-def _fit_on_dask(
-    cluster: Client, params: dict, rows: pl.DataFrame, features: list[str], rounds: int
-) -> lgb.Booster:
-    import dask.array as da
-    from lightgbm.dask import DaskLGBMClassifier
-
-    x, y = feature_matrix(rows, features), rows[LABEL].to_numpy()
-    per_worker = math.ceil(len(x) / len(cluster.scheduler_info()["workers"]))
-    distributed = {k: v for k, v in params.items() if k != "num_threads"}
-    model = DaskLGBMClassifier(client=cluster, n_estimators=rounds, **distributed)
-    # dask annotates ``chunks`` as a string only; a tuple of sizes is what it documents.
-    model.fit(
-        da.from_array(x, chunks=(per_worker, x.shape[1])),  # pyright: ignore[reportArgumentType]
-        da.from_array(y, chunks=per_worker),  # pyright: ignore[reportArgumentType]
-        feature_name=features,
-    )
-    return model.booster_
-
-
-def _early_stopping_round(
-    booster: lgb.Booster, rows: pl.DataFrame, features: list[str], weight: float, patience: int
-) -> tuple[int, float]:
-    """The round ``lgb.early_stopping(patience)`` stops at, and its validation log loss."""
-    x, labels = feature_matrix(rows, features), rows[LABEL].to_numpy()
-    raw = np.zeros(len(x))
-    best, best_loss = 0, math.inf
-    for round_ in range(booster.num_trees()):
-        raw += np.asarray(
-            booster.predict(x, start_iteration=round_, num_iteration=1, raw_score=True)
-        )
-        loss = _calibrated_loss(1 / (1 + np.exp(-raw)), labels, weight)
-        if loss < best_loss:
-            best, best_loss = round_ + 1, loss
-        elif round_ + 1 - best >= patience:
-            break
-    return best, best_loss
-
-
 def _dataset(rows: pl.DataFrame, features: list[str]) -> lgb.Dataset:
     import lightgbm as lgb
 
@@ -387,12 +326,13 @@ def calibrated_log_loss(weight: float) -> Callable:
     """
 
     def metric(scores: np.ndarray, data: lgb.Dataset) -> tuple[str, float, bool]:
-        return LOG_LOSS, _calibrated_loss(scores, np.asarray(data.get_label()), weight), False
+        return LOG_LOSS, calibrated_loss(scores, np.asarray(data.get_label()), weight), False
 
     return metric
 
 
-def _calibrated_loss(scores: np.ndarray, labels: np.ndarray, weight: float) -> float:
+def calibrated_loss(scores: np.ndarray, labels: np.ndarray, weight: float) -> float:
+    """Log loss of the weighted model's ``scores`` once the weight's odds factor is removed."""
     probabilities = np.clip(scores / (scores + weight * (1 - scores)), 1e-15, 1 - 1e-15)
     losses = labels * np.log(probabilities) + (1 - labels) * np.log1p(-probabilities)
     return float(-losses.mean())
